@@ -1,0 +1,1 @@
+"""The SimLabel method as plain numpy / torch code: no Kedro, no file I/O."""

@@ -1,0 +1,115 @@
+"""Confidence cycling (SPEC section 4, Algorithm 1): impute confident soft labels and refresh
+the similarity from observed + imputed labels.
+
+The imputed labels live in three (N, A) arrays beside the observed label matrix; the similarity
+is kept exact through ``CoLabelCounts`` increments over the items whose labels changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from simlabel.core.kappa import CoLabelCounts
+from simlabel.core.labels import MISSING
+
+IMPUTED_COLUMNS = ["item_id", "annotator_id", "label", "confidence", "epoch"]
+
+
+@dataclass
+class ImputedLabels:
+    """Imputed labels of the training items.
+
+    Attributes
+    ----------
+    label : (N, A) int64, imputed class or ``MISSING``.
+    confidence : (N, A) float64, confidence of the imputation (0 where none).
+    epoch : (N, A) int64, epoch of the imputation (-1 where none).
+    """
+
+    label: np.ndarray
+    confidence: np.ndarray
+    epoch: np.ndarray
+
+    @classmethod
+    def empty(cls, n_items: int, n_annotators: int) -> ImputedLabels:
+        shape = (n_items, n_annotators)
+        return cls(np.full(shape, MISSING, np.int64), np.zeros(shape), np.full(shape, -1, np.int64))
+
+    def merged_with(self, observed: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Observed labels where given, imputed ones elsewhere: (N, A) int64, or only the
+        rows ``items`` (``observed`` is always the full (N, A) matrix)."""
+        if items is None:
+            return np.where(observed != MISSING, observed, self.label)
+        return np.where(observed[items] != MISSING, observed[items], self.label[items])
+
+    def to_frame(self, item_ids, annotator_ids) -> pd.DataFrame:
+        """Long table with columns item_id, annotator_id, label, confidence, epoch."""
+        rows, cols = np.nonzero(self.label != MISSING)
+        return pd.DataFrame(
+            {
+                "item_id": np.asarray(item_ids, dtype=object)[rows],
+                "annotator_id": np.asarray(annotator_ids, dtype=object)[cols],
+                "label": self.label[rows, cols],
+                "confidence": self.confidence[rows, cols],
+                "epoch": self.epoch[rows, cols],
+            },
+            columns=IMPUTED_COLUMNS,
+        )
+
+
+def impute_confident(
+    imputed: ImputedLabels,
+    observed: np.ndarray,
+    items: np.ndarray,
+    p_soft: np.ndarray,
+    has_soft: np.ndarray,
+    conf: np.ndarray,
+    threshold: float,
+    epoch: int,
+    counts: CoLabelCounts | None = None,
+) -> int:
+    """One cycle of Algorithm 1 on some training items, in place.
+
+    Every soft-labelled missing entry with ``conf >= threshold`` is imputed with
+    ``argmax(p_soft)``, unless an earlier imputation of that entry was at least as confident.
+    Observed labels are never overwritten. ``counts`` (if given) are updated so that their
+    kappa equals a recount from observed + imputed labels.
+
+    Parameters
+    ----------
+    imputed : current imputations, (N, A) arrays, updated in place.
+    observed : (N, A) int observed labels, ``MISSING`` = -1.
+    items : (m,) row indices the following arrays describe.
+    p_soft : (m, A, C) soft labels; has_soft : (m, A) bool; conf : (m, A) float.
+    threshold : T.
+    epoch : recorded with each new imputation.
+    counts : co-label counts of ``imputed.merged_with(observed)`` before the call.
+
+    Returns
+    -------
+    Number of entries imputed or replaced.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
+    items = np.asarray(items)
+    chosen = (
+        has_soft
+        & (observed[items] == MISSING)
+        & (conf >= threshold)
+        & (conf > imputed.confidence[items])
+    )
+    n_chosen = int(chosen.sum())
+    if not n_chosen:
+        return 0
+    changed = items[chosen.any(1)]
+    before = imputed.merged_with(observed, changed)
+    rows, cols = np.nonzero(chosen)
+    imputed.label[items[rows], cols] = p_soft.argmax(-1)[rows, cols]
+    imputed.confidence[items[rows], cols] = conf[rows, cols]
+    imputed.epoch[items[rows], cols] = epoch
+    if counts is not None:
+        counts.update(before, imputed.merged_with(observed, changed))
+    return n_chosen

@@ -1,0 +1,35 @@
+"""Per-annotator accuracy, the paper's metric (SPEC section 7)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simlabel.core.labels import MISSING
+
+
+def per_annotator_accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each annotator's accuracy on the entries that annotator labelled.
+
+    Parameters
+    ----------
+    predicted : (N, A) predicted class per entry.
+    labels : (N, A) labels, ``MISSING`` = -1 (those entries are not scored).
+
+    Returns
+    -------
+    accuracy : (A,) float, NaN for annotators without labels.
+    n_labels : (A,) int, labels scored per annotator.
+    """
+    labels = np.asarray(labels)
+    scored = labels != MISSING
+    n_labels = scored.sum(0)
+    correct = ((np.asarray(predicted) == labels) & scored).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        accuracy = np.where(n_labels > 0, correct / n_labels, np.nan)
+    return accuracy, n_labels
+
+
+def mean_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over annotators with at least one label of their accuracy (NaN if none)."""
+    accuracy, n_labels = per_annotator_accuracy(predicted, labels)
+    return float(np.nanmean(accuracy)) if (n_labels > 0).any() else float("nan")

@@ -1,0 +1,117 @@
+"""Similarity-weighted soft labels (SPEC section 2) and their confidence (SPEC section 4).
+
+Shapes: B items in a batch, A annotators, C classes, L = the most labellers any item of the
+batch has. Soft labels are built from each item's labellers only, through (B, A, L) weights,
+so the cost grows with the labels given, never with A * A per item.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SOFT_LABEL_SOURCES = ("predictions", "labels", "mixed")
+CONFIDENCE_FORMULAS = ("max", "entropy", "product")
+
+
+def labeller_index(labelled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compact index of who labelled each item.
+
+    Parameters
+    ----------
+    labelled : (B, A) bool, True where the annotator labelled the item.
+
+    Returns
+    -------
+    index : (B, L) long, annotator indices (padding entries point at annotator 0).
+    valid : (B, L) bool, False on padding.
+    """
+    counts = labelled.sum(1)
+    width = max(int(counts.max()) if counts.numel() else 0, 1)
+    # A stable descending sort puts each row's labellers first, in annotator order.
+    order = torch.sort(labelled.to(torch.int8), dim=1, descending=True, stable=True).indices
+    index = order[:, :width]
+    valid = torch.arange(width, device=labelled.device)[None, :] < counts[:, None]
+    return torch.where(valid, index, torch.zeros_like(index)), valid
+
+
+def similarity_weights(
+    similarity: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights w[b, a, l] of labeller ``index[b, l]`` in annotator a's soft label (Eq. 4).
+
+    ``w_ak = S_ak / sum_{k' in O_i} S_ak'`` over the item's labellers other than a, uniform
+    over them when that sum is 0.
+
+    Parameters
+    ----------
+    similarity : (A, A) float, non-negative.
+    index, valid : (B, L) from ``labeller_index``.
+
+    Returns
+    -------
+    weights : (B, A, L) float, each (b, a) row sums to 1 where ``has_soft`` else 0.
+    has_soft : (B, A) bool, True where item b has at least one labeller other than a.
+    """
+    n_annotators = similarity.shape[0]
+    annotators = torch.arange(n_annotators, device=index.device)
+    others = valid[:, None, :] & (index[:, None, :] != annotators[None, :, None])  # (B, A, L)
+    raw = similarity[:, index].permute(1, 0, 2) * others  # (B, A, L)
+    total = raw.sum(-1, keepdim=True)
+    count = others.sum(-1, keepdim=True)
+    uniform = others / count.clamp(min=1)
+    weights = torch.where(total > 0, raw / total.clamp(min=torch.finfo(raw.dtype).tiny), uniform)
+    return weights, count.squeeze(-1) > 0
+
+
+def soft_labels(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    similarity: torch.Tensor,
+    source: str = "predictions",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarity-weighted soft label for every (item, annotator) entry (Eq. 4).
+
+    Parameters
+    ----------
+    probs : (B, A, C) predicted probabilities p_hat (detached here: soft labels are targets).
+    labels : (B, A) long observed labels, -1 = missing; defines O_i, the labellers of item i.
+    similarity : (A, A) annotator similarity.
+    source : ``predictions`` (paper: labellers' model outputs) | ``labels`` (their observed
+        one-hot labels) | ``mixed`` (the average of both).
+
+    Returns
+    -------
+    p_soft : (B, A, C), a distribution where ``has_soft`` else zeros.
+    has_soft : (B, A) bool.
+    """
+    if source not in SOFT_LABEL_SOURCES:
+        raise ValueError(f"soft_label_source must be one of {SOFT_LABEL_SOURCES}, got {source!r}")
+    index, valid = labeller_index(labels >= 0)
+    weights, has_soft = similarity_weights(similarity.to(probs.dtype), index, valid)
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
+    n_classes = probs.shape[-1]
+    parts = []
+    if source in ("predictions", "mixed"):
+        parts.append(probs.detach()[rows, index])  # (B, L, C)
+    if source in ("labels", "mixed"):
+        observed = labels[rows, index].clamp(min=0)
+        parts.append(torch.nn.functional.one_hot(observed, n_classes).to(probs.dtype))
+    sources = sum(parts) / len(parts)
+    return torch.einsum("bal,blc->bac", weights, sources), has_soft
+
+
+def confidence(p: torch.Tensor, formula: str = "product") -> torch.Tensor:
+    """Confidence of distributions over the last axis (Eqs. 5-7).
+
+    ``max``: max(p); ``entropy``: 1 - H(p) / log C; ``product`` (paper): their product.
+    """
+    if formula not in CONFIDENCE_FORMULAS:
+        raise ValueError(f"confidence formula must be one of {CONFIDENCE_FORMULAS}, got {formula!r}")
+    top = p.max(-1).values
+    if formula == "max":
+        return top
+    entropy = -torch.special.xlogy(p, p).sum(-1)
+    certainty = 1.0 - entropy / math.log(p.shape[-1])
+    return certainty if formula == "entropy" else top * certainty

@@ -1,0 +1,103 @@
+"""Kedro datasets the stack does not ship: NumPy arrays, torch checkpoints, video clips.
+
+All writes go to a temporary file beside the target and are renamed into place, so a crash
+never leaves a half-written catalog output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kedro.io import AbstractDataset, DatasetError
+
+
+@contextmanager
+def atomic_path(target: Path, suffix: str = ""):
+    """Yield a temporary path in ``target``'s folder; rename it onto ``target`` on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix + ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class NpyDataset(AbstractDataset[np.ndarray, np.ndarray]):
+    """A NumPy array in one ``.npy`` file; ``mmap_mode`` (e.g. ``r``) loads it memory-mapped."""
+
+    def __init__(self, filepath: str, mmap_mode: str | None = None, metadata: dict | None = None):
+        self._filepath = Path(filepath)
+        self._mmap_mode = mmap_mode
+        self.metadata = metadata
+
+    def load(self) -> np.ndarray:
+        return np.load(self._filepath, mmap_mode=self._mmap_mode, allow_pickle=False)
+
+    def save(self, data: np.ndarray) -> None:
+        with atomic_path(self._filepath, ".npy") as tmp:
+            np.save(tmp, np.asarray(data), allow_pickle=False)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "mmap_mode": self._mmap_mode}
+
+
+class TorchCheckpointDataset(AbstractDataset[dict, dict]):
+    """A dict of tensors and plain values saved with ``torch.save`` (loaded on CPU)."""
+
+    def __init__(self, filepath: str, metadata: dict | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict:
+        import torch
+
+        return torch.load(self._filepath, map_location="cpu", weights_only=False)
+
+    def save(self, data: dict) -> None:
+        import torch
+
+        with atomic_path(self._filepath) as tmp:
+            torch.save(data, tmp)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class VideoClipDataset(AbstractDataset[np.ndarray, Path]):
+    """One video clip. ``save`` writes (T, H, W, 3) uint8 RGB frames; ``load`` returns the
+    clip's path, so ingestion decodes only the K frames it samples (``media.video``)."""
+
+    def __init__(self, filepath: str, fps: float = 12.0, metadata: dict | None = None):
+        self._filepath = Path(filepath)
+        self._fps = fps
+        self.metadata = metadata
+
+    def load(self) -> Path:
+        if not self._filepath.is_file():
+            raise DatasetError(f"video clip not found: {self._filepath}")
+        return self._filepath
+
+    def save(self, data: np.ndarray) -> None:
+        from simlabel.media.video import write_clip
+
+        write_clip(self._filepath, data, fps=self._fps)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "fps": self._fps}

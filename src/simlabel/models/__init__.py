@@ -1,0 +1,1 @@
+"""Torch modules: frozen image backbones and annotator-model architectures."""

@@ -1,0 +1,39 @@
+"""The project's pipelines: one per stage, and ``simlabel`` = all of them in order."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from simlabel.pipelines import (
+    confidence_cycling,
+    demo_data,
+    ingestion,
+    label_matrix,
+    reporting,
+    similarity,
+    training,
+)
+
+STAGES = {
+    "demo_data": demo_data,
+    "ingestion": ingestion,
+    "label_matrix": label_matrix,
+    "similarity": similarity,
+    "training": training,
+    "confidence_cycling": confidence_cycling,
+    "reporting": reporting,
+}
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines.
+
+    Returns
+    -------
+    ``{stage: pipeline}`` for every stage, plus ``simlabel`` (all stages) and ``__default__``
+    (the same as ``simlabel``).
+    """
+    pipelines = {name: module.create_pipeline() for name, module in STAGES.items()}
+    pipelines["simlabel"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["__default__"] = pipelines["simlabel"]
+    return pipelines

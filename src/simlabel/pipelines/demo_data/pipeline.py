@@ -1,0 +1,16 @@
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import generate_demo_data
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                generate_demo_data,
+                inputs="params:demo_data",
+                outputs=["raw_videos", "raw_labels", "raw_classes", "raw_truth"],
+                name="generate_demo_data",
+            )
+        ]
+    )

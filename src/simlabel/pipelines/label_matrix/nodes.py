@@ -1,0 +1,59 @@
+"""Long label table -> validated (N, A) label matrix, item split, optional label removal."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from simlabel.core.labels import MISSING, build_label_matrix, remove_labels, split_items
+
+logger = logging.getLogger(__name__)
+
+
+def parse_classes(classes_text: str | None) -> list[str] | None:
+    """``classes.txt`` contents -> class names (blank lines ignored)."""
+    if classes_text is None:
+        return None
+    names = [line.strip() for line in classes_text.splitlines() if line.strip()]
+    return names or None
+
+
+def make_label_matrix(
+    raw_labels: pd.DataFrame, raw_classes: str, ingested_items: pd.DataFrame, bad_videos: pd.DataFrame
+) -> tuple[pd.DataFrame, list[str]]:
+    """Validated label matrix over the ingested items (labels of skipped clips are dropped).
+
+    Returns
+    -------
+    label_matrix_full : DataFrame (N, A), index item_id, columns annotator ids, -1 = missing.
+    classes : class names in index order.
+    """
+    skipped = raw_labels["item_id"].astype(str).isin(bad_videos["item_id"].astype(str))
+    if skipped.any():
+        logger.warning("dropping %d labels of %d skipped clips", int(skipped.sum()), bad_videos["item_id"].nunique())
+    matrix, classes = build_label_matrix(
+        raw_labels[~skipped], ingested_items["item_id"].astype(str), classes=parse_classes(raw_classes)
+    )
+    observed = (matrix.to_numpy() != MISSING).mean(0)
+    logger.info(
+        "label matrix: %d items x %d annotators, %d classes, %.1f %% missing",
+        *matrix.shape, len(classes), 100 * (1 - observed.mean()),
+    )
+    return matrix, classes
+
+
+def make_item_split(label_matrix_full: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Seeded train / val / test split of the items."""
+    return split_items(label_matrix_full.index, params["split_fractions"], params["seed"])
+
+
+def apply_extra_missing(label_matrix_full: pd.DataFrame, item_split: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Remove ``extra_missing`` (r) of the observed training labels at random (SPEC section 7)."""
+    fraction = params["extra_missing"]
+    if not fraction:
+        return label_matrix_full
+    train = item_split.set_index("item_id").loc[label_matrix_full.index, "split"].eq("train").to_numpy()
+    values = remove_labels(label_matrix_full.to_numpy(), train, fraction, params["seed"])
+    logger.info("removed %.0f %% of the observed training labels", 100 * fraction)
+    return pd.DataFrame(values, index=label_matrix_full.index, columns=label_matrix_full.columns)

@@ -1,0 +1,17 @@
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import compute_similarity, plot_similarity
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                compute_similarity,
+                inputs=["label_matrix", "item_split", "classes", "params:similarity"],
+                outputs="similarity",
+                name="compute_similarity",
+            ),
+            Node(plot_similarity, inputs="similarity", outputs="similarity_heatmap", name="plot_similarity"),
+        ]
+    )

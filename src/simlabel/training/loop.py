@@ -1,0 +1,283 @@
+"""The SimLabel training loop: read it top to bottom.
+
+Skip, SimLabel and SimLabel + confidence are this one loop with different parameters
+(``unlabeled_weight`` = 0 for Skip; ``cycling`` on for confidence cycling), so comparisons
+between them are fair: same model, data order, schedule and early stopping.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from simlabel.core.cycling import ImputedLabels, impute_confident
+from simlabel.core.kappa import CoLabelCounts
+from simlabel.core.labels import MISSING
+from simlabel.core.losses import simlabel_loss
+from simlabel.core.metrics import mean_accuracy
+from simlabel.core.soft_labels import CONFIDENCE_FORMULAS, SOFT_LABEL_SOURCES, confidence, soft_labels
+from simlabel.models.annotators import ARCHITECTURES, build_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of the recipe (SPEC section 6) and of the method (sections 2-4)."""
+
+    architecture: str = "heads"
+    hidden: int = 128
+    head_hidden: int = 0
+    dropout: float = 0.2
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    max_epochs: int = 200
+    patience: int = 25
+    warmup_fraction: float = 0.2
+    grad_clip: float = 1.0
+    unlabeled_weight: float = 1.0
+    soft_label_source: str = "predictions"
+    seed: int = 0
+    device: str = "auto"
+    # Confidence cycling (SPEC section 4).
+    cycling: bool = False
+    threshold: float = 0.6
+    confidence_formula: str = "product"
+    cycle_every: int = 1
+    imputed_as_targets: bool = False
+    min_overlap: int = 2
+    architecture_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, *overrides: dict) -> TrainConfig:
+        """Merge parameter dicts (later ones win) into a validated config."""
+        merged: dict = {}
+        for params in overrides:
+            merged.update(params or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"unknown training parameters {unknown}; known: {sorted(known)}")
+        config = cls(**merged)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        checks = [
+            (self.architecture in ARCHITECTURES, f"architecture must be one of {sorted(ARCHITECTURES)}"),
+            (self.soft_label_source in SOFT_LABEL_SOURCES, f"soft_label_source must be one of {SOFT_LABEL_SOURCES}"),
+            (self.confidence_formula in CONFIDENCE_FORMULAS, f"confidence_formula must be one of {CONFIDENCE_FORMULAS}"),
+            (self.unlabeled_weight >= 0, "unlabeled_weight must be >= 0"),
+            (0 <= self.threshold <= 1, "threshold must be in [0, 1]"),
+            (0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)"),
+            (self.batch_size > 0 and self.max_epochs > 0 and self.patience > 0, "batch_size, max_epochs, patience must be > 0"),
+            (self.cycle_every > 0, "cycle_every must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{message} (config: {dataclasses.asdict(self)})")
+
+
+@dataclass
+class TrainingResult:
+    model: torch.nn.Module
+    history: pd.DataFrame
+    best_epoch: int
+    best_val_accuracy: float
+    similarity: np.ndarray
+    imputed: ImputedLabels | None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float):
+    """LR multiplier: linear warm-up over the first ``warmup_fraction`` of steps, then cosine to 0."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+@torch.no_grad()
+def predict_log_proba(model: torch.nn.Module, tokens: torch.Tensor, rows: np.ndarray, batch_size: int = 512):
+    """Yield (row indices, (b, A, C) log-probabilities) over ``rows`` in eval mode."""
+    model.eval()
+    for lo in range(0, len(rows), batch_size):
+        batch = rows[lo : lo + batch_size]
+        yield batch, model(tokens[batch])
+
+
+def predict_labels(model: torch.nn.Module, tokens: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), A) argmax predictions."""
+    parts = [log_p.argmax(-1).cpu().numpy() for _, log_p in predict_log_proba(model, tokens, rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.int64)
+
+
+def train_annotator_models(
+    tokens: np.ndarray,
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    similarity: np.ndarray,
+    n_classes: int,
+    config: TrainConfig,
+) -> TrainingResult:
+    """Train one model per annotator with similarity-weighted soft labels.
+
+    Parameters
+    ----------
+    tokens : (N, T, D) float32 inputs (T frames / tokens; T = 1 for plain features).
+    labels : (N, A) int64 observed labels, ``MISSING`` = -1.
+    train_rows, val_rows : (N,) bool item masks; only training labels are trained on.
+    similarity : (A, A) annotator similarity from the training labels.
+    n_classes : C.
+    config : the recipe.
+
+    Returns
+    -------
+    TrainingResult with the best model (by validation mean per-annotator accuracy), the
+    per-epoch history, the final similarity (refined if cycling) and the imputed labels.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n_items, n_annotators = labels.shape
+    if tokens.shape[0] != n_items:
+        raise ValueError(f"tokens have {tokens.shape[0]} rows but the label matrix has {n_items} items")
+    if similarity.shape != (n_annotators, n_annotators):
+        raise ValueError(f"similarity must be ({n_annotators}, {n_annotators}), got {similarity.shape}")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    order = torch.Generator().manual_seed(config.seed)
+
+    # --- data: training labels only; everything small enough lives on the device -------------
+    train_labels = np.where(np.asarray(train_rows)[:, None], labels, MISSING)
+    val_labels = np.where(np.asarray(val_rows)[:, None], labels, MISSING)
+    train_items = np.flatnonzero((train_labels != MISSING).any(1))
+    val_items = np.flatnonzero((val_labels != MISSING).any(1))
+    if train_items.size == 0:
+        raise ValueError("no training item has a label: check the split and the label matrix")
+    x = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).to(device)
+    y_train = torch.from_numpy(train_labels).to(device)
+    pooled = x[torch.from_numpy(train_items).to(device)].mean(1)
+
+    # --- model, optimiser, schedule -------------------------------------------------------
+    model = build_model(
+        config.architecture,
+        in_dim=tokens.shape[-1],
+        n_annotators=n_annotators,
+        n_classes=n_classes,
+        feature_mean=pooled.mean(0),
+        feature_std=pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]),
+        hidden=config.hidden,
+        head_hidden=config.head_hidden,
+        dropout=config.dropout,
+        **config.architecture_options,
+    ).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.max_epochs * steps_per_epoch, config.warmup_fraction)
+    )
+
+    # --- similarity and confidence-cycling state ------------------------------------------
+    sim = torch.as_tensor(similarity, dtype=torch.float32, device=device)
+    imputed = ImputedLabels.empty(n_items, n_annotators) if config.cycling else None
+    counts = CoLabelCounts(train_labels, n_classes) if config.cycling else None
+    use_soft = config.unlabeled_weight > 0
+
+    history: list[dict] = []
+    best_acc, best_epoch, best_state = -1.0, -1, None
+    for epoch in range(1, config.max_epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
+        perm = train_items[torch.randperm(len(train_items), generator=order).numpy()]
+        for lo in range(0, len(perm), config.batch_size):
+            batch = torch.from_numpy(perm[lo : lo + config.batch_size]).to(device)
+            y_batch = y_train[batch]
+            log_p = model(x[batch])
+            targets = y_batch
+            if config.imputed_as_targets and imputed is not None:
+                targets = torch.from_numpy(imputed.merged_with(train_labels, batch.cpu().numpy())).to(device)
+            p_soft, has_soft = soft_labels(log_p.exp(), y_batch, sim, config.soft_label_source) if use_soft else (None, None)
+            loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            totals["loss"] += float(loss) / steps_per_epoch
+            totals["ce"] += parts["ce"] / steps_per_epoch
+            totals["kl"] += parts["kl"] / steps_per_epoch
+
+        n_imputed = 0
+        if imputed is not None and epoch % config.cycle_every == 0:
+            n_imputed = _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch)
+            if n_imputed:
+                sim = torch.as_tensor(counts.kappa(config.min_overlap), dtype=torch.float32, device=device)
+
+        val_acc = mean_accuracy(predict_labels(model, x, val_items), val_labels[val_items]) if val_items.size else float("nan")
+        improved = val_acc > best_acc or best_state is None
+        if improved:
+            best_acc, best_epoch = val_acc, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        history.append(
+            {
+                "epoch": epoch,
+                **totals,
+                "val_mean_accuracy": val_acc,
+                "lr": scheduler.get_last_lr()[0],
+                "imputed_this_cycle": n_imputed,
+                "imputed_total": int((imputed.label != MISSING).sum()) if imputed is not None else 0,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        logger.info(
+            "epoch %3d/%d  loss %.4f (ce %.4f, kl %.4f)  val acc %.3f  best %.3f @ %d  imputed %d  %.2fs",
+            epoch, config.max_epochs, totals["loss"], totals["ce"], totals["kl"], val_acc, best_acc,
+            best_epoch, history[-1]["imputed_total"], history[-1]["seconds"],
+        )
+        if epoch - best_epoch >= config.patience:
+            logger.info("early stop: no validation improvement for %d epochs", config.patience)
+            break
+
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainingResult(
+        model=model,
+        history=pd.DataFrame(history),
+        best_epoch=best_epoch,
+        best_val_accuracy=best_acc,
+        similarity=sim.cpu().numpy().astype(np.float64),
+        imputed=imputed,
+    )
+
+
+def _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch) -> int:
+    """Impute every confident soft label of the training items (SPEC section 4)."""
+    n_new = 0
+    for rows, log_p in predict_log_proba(model, x, train_items):
+        p_soft, has_soft = soft_labels(log_p.exp(), y_train[torch.from_numpy(rows).to(x.device)], sim, config.soft_label_source)
+        conf = confidence(p_soft, config.confidence_formula)
+        n_new += impute_confident(
+            imputed, train_labels, rows, p_soft.cpu().numpy(), has_soft.cpu().numpy(), conf.cpu().numpy(),
+            config.threshold, epoch, counts,
+        )
+    return n_new

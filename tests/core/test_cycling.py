@@ -1,0 +1,46 @@
+import numpy as np
+
+from simlabel.core.cycling import ImputedLabels, impute_confident
+from simlabel.core.kappa import CoLabelCounts, kappa_matrix
+
+
+def test_impute_confident_rules():
+    observed = np.array([[0, -1, -1], [-1, 1, -1]])
+    imputed = ImputedLabels.empty(2, 3)
+    p_soft = np.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [[0.1, 0.9], [0.5, 0.5], [0.99, 0.01]]])
+    has_soft = np.array([[True, True, True], [True, True, False]])
+    conf = np.array([[0.95, 0.7, 0.3], [0.8, 0.9, 0.99]])
+    n = impute_confident(imputed, observed, np.array([0, 1]), p_soft, has_soft, conf, 0.6, epoch=1)
+    # (0,0) and (1,1) are observed; (0,2) under threshold; (1,2) has no soft label.
+    assert n == 2
+    np.testing.assert_array_equal(imputed.label, [[-1, 1, -1], [1, -1, -1]])
+    np.testing.assert_array_equal(imputed.epoch, [[-1, 1, -1], [1, -1, -1]])
+    # A later, less confident imputation does not replace; a more confident one does.
+    p2 = p_soft.copy()
+    p2[0, 1] = [0.9, 0.1]
+    p2[1, 0] = [0.9, 0.1]
+    conf2 = np.array([[0.0, 0.65, 0.0], [0.85, 0.0, 0.0]])
+    n = impute_confident(imputed, observed, np.array([0, 1]), p2, has_soft, conf2, 0.6, epoch=2)
+    assert n == 1
+    np.testing.assert_array_equal(imputed.label, [[-1, 1, -1], [0, -1, -1]])
+    assert imputed.epoch[1, 0] == 2 and imputed.confidence[1, 0] == 0.85
+    frame = imputed.to_frame(["i0", "i1"], ["a", "b", "c"])
+    assert frame.to_dict("list") == {
+        "item_id": ["i0", "i1"], "annotator_id": ["b", "a"], "label": [1, 0], "confidence": [0.7, 0.85], "epoch": [1, 2],
+    }
+
+
+def test_similarity_after_imputation_equals_recount():
+    rng = np.random.default_rng(1)
+    observed = rng.integers(0, 4, (120, 8))
+    observed[rng.random(observed.shape) < 0.8] = -1
+    imputed = ImputedLabels.empty(*observed.shape)
+    counts = CoLabelCounts(observed, 4)
+    for epoch in range(1, 4):
+        items = np.sort(rng.choice(120, 40, replace=False))
+        p_soft = rng.dirichlet(np.ones(4), size=(40, 8))
+        conf = rng.random((40, 8))
+        impute_confident(imputed, observed, items, p_soft, np.ones((40, 8), bool), conf, 0.5, epoch, counts)
+        merged = imputed.merged_with(observed)
+        np.testing.assert_array_equal(merged[observed != -1], observed[observed != -1])
+        np.testing.assert_allclose(counts.kappa(2), kappa_matrix(merged, 4, 2), atol=1e-12)

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from simlabel.core.kappa import CoLabelCounts, kappa_matrix
+
+MISSING = -1
+
+
+def sklearn_kappa_matrix(y, min_overlap=1):
+    """The reference: sklearn's kappa looped over every pair's overlap, SPEC section 1 edge rules."""
+    n_annotators = y.shape[1]
+    out = np.zeros((n_annotators, n_annotators))
+    for j in range(n_annotators):
+        for k in range(n_annotators):
+            both = (y[:, j] != MISSING) & (y[:, k] != MISSING)
+            if j == k or both.sum() < min_overlap or both.sum() == 0:
+                continue
+            a, b = y[both, j], y[both, k]
+            if len(np.unique(np.concatenate([a, b]))) == 1:
+                out[j, k] = 1.0  # p_e = 1 and p_o = 1
+                continue
+            out[j, k] = max(cohen_kappa_score(a, b), 0.0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("missing", [0.5, 0.8, 0.95])
+def test_kappa_matches_sklearn_on_random_sparse_matrices(seed, missing):
+    rng = np.random.default_rng(seed)
+    n_items, n_annotators, n_classes = 200, 9, 4
+    truth = rng.integers(0, n_classes, n_items)
+    # Annotators agree with the truth at different rates, so kappas spread over [0, 1].
+    agree = rng.uniform(0.2, 0.95, n_annotators)
+    y = np.where(rng.random((n_items, n_annotators)) < agree, truth[:, None], rng.integers(0, n_classes, (n_items, n_annotators)))
+    y[rng.random(y.shape) < missing] = MISSING
+    for min_overlap in (1, 3):
+        np.testing.assert_allclose(kappa_matrix(y, n_classes, min_overlap), sklearn_kappa_matrix(y, min_overlap), atol=1e-12)
+
+
+def test_hand_computed_pair():
+    # Overlap of 4 items: agree on 3. q_j = (2/4, 2/4), q_k = (1/4, 3/4): p_e = 0.5, p_o = 0.75.
+    y = np.array([[0, 0], [0, 1], [1, 1], [1, 1], [0, MISSING]])
+    kappa = kappa_matrix(y, 2)
+    assert kappa[0, 1] == pytest.approx((0.75 - 0.5) / (1 - 0.5))
+    assert kappa[1, 0] == kappa[0, 1]
+
+
+def test_edge_cases():
+    y = np.array(
+        [
+            # a0, a1: always the same single class (p_e = 1, p_o = 1 -> 1)
+            # a2: always disagrees with a3 (negative kappa -> 0)
+            # a4: labels nothing (empty annotator -> 0)
+            # a5: shares one item with a0 only (tiny overlap -> 0 with min_overlap 2)
+            [2, 2, 0, 1, MISSING, 2],
+            [2, 2, 1, 0, MISSING, MISSING],
+            [2, 2, 0, 1, MISSING, MISSING],
+            [2, 2, 1, 0, MISSING, MISSING],
+        ]
+    )
+    kappa = kappa_matrix(y, 3, min_overlap=2)
+    assert kappa[0, 1] == 1.0
+    assert cohen_kappa_score(y[:, 2], y[:, 3]) < 0 and kappa[2, 3] == 0.0
+    assert (kappa[4] == 0).all() and (kappa[:, 4] == 0).all()
+    assert kappa[0, 5] == 0.0
+    assert kappa_matrix(y, 3, min_overlap=1)[0, 5] == 1.0  # one shared item, same label, p_e = 1
+    assert (np.diag(kappa) == 0).all()
+    np.testing.assert_array_equal(kappa, kappa.T)
+
+
+def test_incremental_counts_equal_recount():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, (300, 12))
+    y[rng.random(y.shape) < 0.85] = MISSING
+    counts = CoLabelCounts(y, 5)
+    current = y.copy()
+    for _ in range(10):
+        items = rng.choice(len(y), 7, replace=False)
+        new_rows = current[items].copy()
+        fill = (new_rows == MISSING) & (rng.random(new_rows.shape) < 0.3)
+        new_rows[fill] = rng.integers(0, 5, fill.sum())
+        counts.update(current[items], new_rows)
+        current[items] = new_rows
+        np.testing.assert_allclose(counts.kappa(2), kappa_matrix(current, 5, 2), atol=1e-12)
+        assert (counts.counts != CoLabelCounts(current, 5).counts).nnz == 0
+
+
+def test_rejects_bad_labels():
+    with pytest.raises(ValueError, match="labels must be in"):
+        kappa_matrix(np.array([[0, 3]]), 3)
+    with pytest.raises(ValueError, match="2-D"):
+        kappa_matrix(np.array([0, 1]), 3)
