@@ -42,8 +42,8 @@ class NpyDataset(AbstractDataset[np.ndarray, np.ndarray]):
         return np.load(self._filepath, mmap_mode=self._mmap_mode, allow_pickle=False)
 
     def save(self, data: np.ndarray) -> None:
-        with atomic_path(self._filepath, ".npy") as tmp:
-            np.save(tmp, np.asarray(data), allow_pickle=False)
+        with atomic_path(self._filepath) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.asarray(data), allow_pickle=False)
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

@@ -124,7 +124,7 @@ def embed_frames(
     start = time.perf_counter()
     n_batches = -(-flat.shape[0] // batch_size)
     for b, lo in enumerate(range(0, flat.shape[0], batch_size)):
-        batch = torch.from_numpy(np.ascontiguousarray(flat[lo : lo + batch_size])).to(device)
+        batch = torch.from_numpy(np.array(flat[lo : lo + batch_size])).to(device)  # copy out of the memmap
         out[lo : lo + batch.shape[0]] = encoder(batch).float().cpu().numpy()
         if (b + 1) % log_every == 0 or b + 1 == n_batches:
             done = lo + batch.shape[0]

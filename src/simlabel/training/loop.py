@@ -37,7 +37,7 @@ class TrainConfig:
     hidden: int = 128
     head_hidden: int = 0
     dropout: float = 0.2
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 32
     max_epochs: int = 200
@@ -196,6 +196,8 @@ def train_annotator_models(
         optimizer, warmup_cosine(config.max_epochs * steps_per_epoch, config.warmup_fraction)
     )
 
+    warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
+
     # --- similarity and confidence-cycling state ------------------------------------------
     sim = torch.as_tensor(similarity, dtype=torch.float32, device=device)
     imputed = ImputedLabels.empty(n_items, n_annotators) if config.cycling else None
@@ -223,7 +225,7 @@ def train_annotator_models(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            totals["loss"] += float(loss) / steps_per_epoch
+            totals["loss"] += loss.item() / steps_per_epoch
             totals["ce"] += parts["ce"] / steps_per_epoch
             totals["kl"] += parts["kl"] / steps_per_epoch
 
@@ -254,7 +256,8 @@ def train_annotator_models(
             epoch, config.max_epochs, totals["loss"], totals["ce"], totals["kl"], val_acc, best_acc,
             best_epoch, history[-1]["imputed_total"], history[-1]["seconds"],
         )
-        if epoch - best_epoch >= config.patience:
+        # Patience starts after warm-up: a model still at a tiny learning rate is not converged.
+        if epoch > warmup_epochs and epoch - max(best_epoch, warmup_epochs) >= config.patience:
             logger.info("early stop: no validation improvement for %d epochs", config.patience)
             break
 

@@ -25,11 +25,11 @@ def test_accuracy(predictions: pd.DataFrame, annotators: list[str]) -> tuple[pd.
 
 
 def evaluate_methods(
-    skip: pd.DataFrame, simlabel: pd.DataFrame, simlabel_confidence: pd.DataFrame
+    label_matrix: pd.DataFrame, skip: pd.DataFrame, simlabel: pd.DataFrame, simlabel_confidence: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict, str, Figure]:
     """Test accuracy table (CSV), DVC metrics dict, Markdown table and bar chart."""
     branches = {"skip": skip, "simlabel": simlabel, "simlabel_confidence": simlabel_confidence}
-    annotators = sorted(set(skip["annotator_id"]), key=list(skip["annotator_id"].drop_duplicates()).index)
+    annotators = list(label_matrix.columns)
     columns, metrics = {}, {}
     n_test = None
     for method, predictions in branches.items():
@@ -45,7 +45,7 @@ def evaluate_methods(
     table.index.name = "annotator_id"
 
     shown = table.rename(columns=METHOD_LABELS)
-    markdown = shown.to_markdown(floatfmt=".3f") + "\n"
+    markdown = shown.to_markdown(floatfmt=[""] + [".3f"] * len(branches) + [".1f"]) + "\n"
     logger.info("test accuracy per annotator (mean = mean over annotators):\n%s", markdown)
     return table.reset_index(), metrics, markdown, accuracy_bar_chart(table)
 

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 evaluate_methods,
-                inputs=["skip.predictions", "simlabel.predictions", "simlabel_confidence.predictions"],
+                inputs=["label_matrix", "skip.predictions", "simlabel.predictions", "simlabel_confidence.predictions"],
                 outputs=["accuracy_table", "metrics", "accuracy_markdown", "accuracy_plot"],
                 name="evaluate_methods",
             )

@@ -1,0 +1,235 @@
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.metrics import adjusted_rand_score, cohen_kappa_score
+
+from simlabel.demo.synthetic import (
+    CLASS_NAMES,
+    annotator_groups,
+    group_confusion,
+    make_demo_clips,
+    simulate_annotations,
+)
+
+GROUPS = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9))
+MIN_SHARED = 3
+
+
+@pytest.fixture(scope="module")
+def default_data():
+    ids, truth, clips = make_demo_clips()
+    return ids, truth, clips, simulate_annotations(truth)
+
+
+def _missing_rates(table, n_items, n_annotators=10):
+    counts = table["annotator_id"].value_counts()
+    return np.array([1 - counts.get(f"A{a + 1}", 0) / n_items for a in range(n_annotators)])
+
+
+def _pair_kappas(table, n_annotators=10):
+    """Cohen's kappa (sklearn) on each pair's co-labelled items; None when fewer than MIN_SHARED."""
+    wide = table.pivot(index="item_id", columns="annotator_id", values="label")
+    kappas = {}
+    for a, b in itertools.combinations(range(n_annotators), 2):
+        both = wide[[f"A{a + 1}", f"A{b + 1}"]].dropna()
+        if len(both) < MIN_SHARED:
+            kappas[a, b] = None
+            continue
+        x, y = both.iloc[:, 0].astype(int), both.iloc[:, 1].astype(int)
+        if x.nunique() == 1 and y.nunique() == 1:  # kappa undefined (p_e = 1): SPEC section 1 rule
+            kappas[a, b] = float((x == y).all())
+        else:
+            kappas[a, b] = cohen_kappa_score(x, y)
+    return kappas
+
+
+def _group_recovery(table):
+    group_of = annotator_groups(10, GROUPS)
+    g = np.array([group_of[f"A{a + 1}"] for a in range(10)])
+    kappas = _pair_kappas(table)
+    within = [k for (a, b), k in kappas.items() if k is not None and g[a] == g[b]]
+    between = [k for (a, b), k in kappas.items() if k is not None and g[a] != g[b]]
+    sim = np.zeros((10, 10))
+    for (a, b), k in kappas.items():
+        sim[a, b] = sim[b, a] = max(k or 0.0, 0.0)  # too little overlap -> 0; negative -> 0
+    dist = 1 - sim
+    np.fill_diagonal(dist, 0)
+    clusters = fcluster(linkage(squareform(dist), method="average"), t=3, criterion="maxclust")
+    return (
+        np.mean(within),
+        np.mean(between),
+        adjusted_rand_score(g, clusters),
+        len(within),
+        len(between),
+    )
+
+
+# ----------------------------------------------------------------------------- clips
+def test_clip_shapes_and_balance(default_data):
+    ids, truth, clips, _ = default_data
+    assert len(CLASS_NAMES) == 8
+    assert ids[:2] == ["clip_0000", "clip_0001"] and len(ids) == 120 and len(set(ids)) == 120
+    assert truth.shape == (120,) and truth.dtype == np.int64
+    assert np.bincount(truth, minlength=8).tolist() == [15] * 8
+    assert list(clips) == ids
+    for clip in clips.values():
+        assert clip.shape == (24, 120, 160, 3) and clip.dtype == np.uint8
+
+
+def test_clips_deterministic():
+    a = make_demo_clips(n_items=10, n_frames=4, height=40, width=48, seed=3)
+    b = make_demo_clips(n_items=10, n_frames=4, height=40, width=48, seed=3)
+    c = make_demo_clips(n_items=10, n_frames=4, height=40, width=48, seed=4)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    for key in a[0]:
+        np.testing.assert_array_equal(a[2][key], b[2][key])
+    assert not all(np.array_equal(a[2][key], c[2][key]) for key in a[0])
+
+
+def test_clips_encode_class_in_hue_and_motion(default_data):
+    _, truth, clips, _ = default_data
+    # The object moves: frames differ beyond pixel noise.
+    clip = clips["clip_0000"].astype(np.float32)
+    assert np.abs(clip[0] - clip[len(clip) // 2]).mean() > 1.0
+    # Mean colour of the most saturated pixels (the object) clusters by class hue.
+    hues = []
+    for key in sorted(clips):
+        c = clips[key][0].reshape(-1, 3).astype(np.float32)
+        sat = c.max(1) - c.min(1)
+        obj = c[sat >= np.quantile(sat, 0.97)].mean(0)
+        hues.append(np.arctan2(np.sqrt(3) * (obj[1] - obj[2]), 2 * obj[0] - obj[1] - obj[2]))
+    hues = np.array(hues)
+    centre = {c: np.angle(np.exp(1j * hues[truth == c]).mean()) for c in range(8)}
+    nearest = np.array(
+        [min(range(8), key=lambda c: abs(np.angle(np.exp(1j * (h - centre[c]))))) for h in hues]
+    )
+    assert (nearest == truth).mean() > 0.9
+
+
+def test_clips_reject_bad_arguments():
+    with pytest.raises(ValueError):
+        make_demo_clips(n_items=0)
+    with pytest.raises(ValueError):
+        make_demo_clips(height=8)
+
+
+# ----------------------------------------------------------------------- annotations
+def test_annotation_table_format(default_data):
+    ids, truth, _, table = default_data
+    assert list(table.columns) == ["item_id", "annotator_id", "label"]
+    assert pd.api.types.is_integer_dtype(table["label"])
+    assert table["label"].between(0, 7).all()
+    assert set(table["item_id"]) == set(ids)  # every item has at least one label
+    assert not table.duplicated(["item_id", "annotator_id"]).any()
+    assert set(table["annotator_id"]) <= {f"A{a}" for a in range(1, 11)}
+    per_item = table.groupby("item_id").size()
+    assert per_item.between(1, 3).all()
+    assert abs(per_item.mean() - 2.0) < 0.05
+
+
+def test_annotations_deterministic(default_data):
+    _, truth, _, table = default_data
+    pd.testing.assert_frame_equal(table, simulate_annotations(truth, seed=0))
+    assert not table.equals(simulate_annotations(truth, seed=1))
+
+
+def test_missing_rates(default_data):
+    _, truth, _, table = default_data
+    miss = _missing_rates(table, len(truth))
+    assert 0.75 <= miss.mean() <= 0.85
+    assert 0.88 <= miss[9] <= 0.94
+    assert np.all(np.delete(miss, 9) < 0.88)  # only the sparse annotator is that sparse
+
+
+def test_group_zero_is_accurate_and_others_are_not(default_data):
+    _, truth, _, table = default_data
+    truth_of = pd.Series(truth, index=[f"clip_{i:04d}" for i in range(len(truth))])
+    correct = table["label"].to_numpy() == truth_of[table["item_id"]].to_numpy()
+    acc = pd.Series(correct).groupby(table["annotator_id"].to_numpy()).mean()
+    assert all(acc[f"A{a + 1}"] > 0.7 for a in GROUPS[0])
+    assert all(acc[f"A{a + 1}"] < 0.4 for a in GROUPS[1] + GROUPS[2])
+
+
+def test_kappa_recovers_groups(default_data):
+    _, _, _, table = default_data
+    within, between, ari, n_within, n_between = _group_recovery(table)
+    assert n_within >= 8 and n_between >= 20  # enough estimable pairs of both kinds
+    assert within - between >= 0.3, (within, between)
+    assert ari >= 0.6, ari
+
+
+def test_kappa_recovery_fails_without_groups(default_data, monkeypatch):
+    """Control: if every group had the same confusion, kappa would not recover the 'groups'."""
+    import simlabel.demo.synthetic as synthetic
+
+    _, truth, _, _ = default_data
+    monkeypatch.setattr(synthetic, "group_confusion", lambda g, n: group_confusion(0, n))
+    within, between, ari, _, _ = _group_recovery(synthetic.simulate_annotations(truth))
+    assert within - between < 0.3 and ari < 0.6
+
+
+def test_group_confusions_are_distinct_and_stochastic():
+    mats = [group_confusion(g, 8) for g in range(3)]
+    for m in mats:
+        np.testing.assert_allclose(m.sum(1), 1)
+        assert (m >= 0).all()
+    assert np.diag(mats[0]).min() > 0.8
+    # Groups 1 and 2 each confuse 3 class pairs (6 of 8 classes), never the same pair, and
+    # label the other classes like group 0: distinct tendencies that still agree in part.
+    top = [m.argmax(1) for m in mats]
+    assert (top[0] == np.arange(8)).all()
+    swapped = [top[g] != np.arange(8) for g in (1, 2)]
+    assert swapped[0].sum() == swapped[1].sum() == 6
+    both = swapped[0] & swapped[1]
+    assert both.any() and (top[1][both] != top[2][both]).all()
+    for odd in (3, 5):  # odd class counts: one class has no swap partner
+        for g in range(4):
+            np.testing.assert_allclose(group_confusion(g, odd).sum(1), 1)
+
+
+def test_annotator_groups():
+    assert annotator_groups(10, GROUPS) == {
+        "A1": 0,
+        "A2": 0,
+        "A3": 0,
+        "A4": 0,
+        "A5": 1,
+        "A6": 1,
+        "A7": 1,
+        "A8": 2,
+        "A9": 2,
+        "A10": 2,
+    }
+    with pytest.raises(ValueError):
+        annotator_groups(10, ((0, 1), (2, 3)))  # not a partition
+    with pytest.raises(ValueError):
+        annotator_groups(3, ((0, 1), (1, 2)))  # overlapping
+
+
+@pytest.mark.parametrize("n_items", [9, 40, 1000])
+def test_annotations_other_sizes(n_items):
+    truth = np.arange(n_items) % 8
+    table = simulate_annotations(truth, seed=5)
+    assert table["item_id"].nunique() == n_items
+    assert not table.duplicated(["item_id", "annotator_id"]).any()
+    assert 0.75 <= _missing_rates(table, n_items).mean() <= 0.85
+
+
+def test_annotations_reject_bad_arguments():
+    truth = np.arange(20) % 8
+    for kwargs in (
+        {"labels_per_item_mean": 0.5},
+        {"labels_per_item_mean": 3.5},
+        {"sparse_annotator": 10},
+        {"sparse_missing": 1.0},
+        {"n_classes": 5},  # truth has class 7
+    ):
+        with pytest.raises(ValueError):
+            simulate_annotations(truth, **kwargs)
+    with pytest.raises(ValueError):
+        simulate_annotations(np.array([0.5, 1.0]))
