@@ -15,12 +15,19 @@ from torch import nn
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std with statistics fixed at construction."""
+    """(x - mean) / std with statistics fixed at construction.
+
+    Each std is floored at a tenth of the median std: CNN features often have channels that
+    are (nearly) constant on the training items, and dividing by their tiny std would blow
+    small deviations on new items up into huge inputs.
+    """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
+        std = std.float()
+        floor = 0.1 * std.median().clamp(min=1e-6) if std.numel() else torch.tensor(1e-6)
         self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float().clamp(min=1e-6))
+        self.register_buffer("std", std.clamp(min=floor))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
