@@ -56,10 +56,12 @@ def test_split_is_seeded_and_sized():
         split_items(ids, {"train": 0.6, "val": 0.2, "test": 0.3}, seed=0)
 
 
-def test_remove_labels_only_touches_training_rows():
+@pytest.mark.parametrize("order", ["C", "F"])  # DataFrame.to_numpy() is often Fortran-ordered
+def test_remove_labels_only_touches_training_rows(order):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, (200, 5))
     y[rng.random(y.shape) < 0.5] = -1
+    y = np.asarray(y, order=order)
     train = np.arange(200) < 120
     removed = remove_labels(y, train, 0.3, seed=1)
     n_train_labels = (y[train] != -1).sum()

@@ -207,7 +207,7 @@ def remove_labels(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction of labels to remove must be in [0, 1), got {fraction}")
-    y = np.array(y, dtype=np.int64, copy=True)
+    y = np.array(y, dtype=np.int64, copy=True, order="C")  # ravel() below must be a view
     candidates = np.flatnonzero(((y != MISSING) & np.asarray(rows, dtype=bool)[:, None]).ravel())
     n_remove = int(round(fraction * candidates.size))
     drop = np.random.default_rng(seed).choice(candidates, size=n_remove, replace=False)

@@ -1,0 +1,69 @@
+import logging
+
+import numpy as np
+import pytest
+
+from simlabel.media.video import VideoDecodeError, write_clip
+from simlabel.pipelines.ingestion.nodes import embed_clips, extract_frames
+
+PARAMS = {"frames_per_clip": 4, "frame_size": 224, "on_bad_video": "error", "workers": 2}
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """Two good clips of known colours, one garbage file, one clip shorter than K."""
+    paths = {}
+    for name, colour in (("good_a", (200, 30, 30)), ("good_b", (30, 30, 200))):
+        paths[name] = tmp_path / f"{name}.avi"
+        write_clip(paths[name], np.full((10, 48, 64, 3), colour, np.uint8))
+    paths["garbage"] = tmp_path / "garbage.avi"
+    paths["garbage"].write_bytes(b"this is not a video" * 50)
+    paths["short"] = tmp_path / "short.avi"
+    write_clip(paths["short"], np.zeros((2, 48, 64, 3), np.uint8))
+    return paths
+
+
+def loaders(paths, names):
+    return {f"{name}.avi": (lambda p=paths[name]: p) for name in names}
+
+
+def test_frames_are_sampled_resized_and_in_item_order(clips, caplog):
+    with caplog.at_level(logging.INFO):
+        frames, items, bad = extract_frames(loaders(clips, ["good_b", "good_a"]), PARAMS)
+    assert frames.shape == (2, 4, 224, 224, 3) and frames.dtype == np.uint8
+    assert items["item_id"].tolist() == ["good_a", "good_b"]
+    np.testing.assert_allclose(frames[0].reshape(-1, 3).mean(0), (200, 30, 30), atol=8)
+    np.testing.assert_allclose(frames[1].reshape(-1, 3).mean(0), (30, 30, 200), atol=8)
+    assert bad.empty
+    assert "decoded 2 / 2 clips" in caplog.text and "frames/s" in caplog.text
+
+
+@pytest.mark.parametrize("bad_name", ["garbage", "short"])
+def test_bad_clip_is_a_clear_error_naming_the_file(clips, bad_name):
+    with pytest.raises(VideoDecodeError, match=bad_name):
+        extract_frames(loaders(clips, ["good_a", bad_name]), PARAMS)
+
+
+def test_skip_policy_drops_and_lists_bad_clips(clips):
+    frames, items, bad = extract_frames(loaders(clips, ["good_a", "garbage", "short"]), {**PARAMS, "on_bad_video": "skip"})
+    assert items["item_id"].tolist() == ["good_a"]
+    assert frames.shape[0] == 1 and frames.reshape(-1, 3).mean(0)[0] > 150  # the good clip, not zeros
+    assert sorted(bad["item_id"]) == ["garbage", "short"]
+    assert bad["error"].str.len().gt(0).all()
+
+
+def test_unknown_policy_and_empty_folder():
+    with pytest.raises(ValueError, match="on_bad_video"):
+        extract_frames({"a.avi": lambda: None}, {**PARAMS, "on_bad_video": "ignore"})
+    with pytest.raises(ValueError, match="no video clips"):
+        extract_frames({}, PARAMS)
+
+
+def test_embeddings_are_per_frame_and_deterministic():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (2, 2, 224, 224, 3), dtype=np.uint8)
+    params = {"backbone": "efficientnet_lite0", "device": "cpu", "batch_size": 4}
+    first = embed_clips(frames, params)
+    assert first.shape == (2, 2, 1280) and first.dtype == np.float32
+    np.testing.assert_allclose(embed_clips(frames, params), first, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(first[0, 0], first[0, 1])
