@@ -82,6 +82,21 @@ class HeadsModel(nn.Module):
         return torch.log_softmax(self.heads(shared), dim=-1)
 
 
+class EndToEnd(nn.Module):
+    """Fine-tune the frame encoder with the annotator model: frames (B, K, H, W, 3) uint8 ->
+    per-frame features (B, K, D) -> annotator model -> (B, A, C) log-probabilities."""
+
+    def __init__(self, encoder: nn.Module, annotator_model: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.annotator_model = annotator_model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        batch, n_frames = frames.shape[:2]
+        features = self.encoder(frames.flatten(0, 1)).view(batch, n_frames, -1)
+        return self.annotator_model(features)
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {"heads": HeadsModel}
 
 

@@ -24,7 +24,8 @@ from simlabel.core.labels import MISSING
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
 from simlabel.core.soft_labels import CONFIDENCE_FORMULAS, SOFT_LABEL_SOURCES, confidence, soft_labels
-from simlabel.models.annotators import ARCHITECTURES, build_model
+from simlabel.models.annotators import ARCHITECTURES, EndToEnd, build_model
+from simlabel.models.backbones import load_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ class TrainConfig:
     imputed_as_targets: bool = False
     min_overlap: int = 2
     architecture_options: dict = field(default_factory=dict)
+    # End-to-end fine-tuning of the frame encoder (GPU use): inputs are frames, not embeddings.
+    finetune_backbone: bool = False
+    backbone: str = "efficientnet_lite0"
+    backbone_learning_rate: float = 1e-4
 
     @classmethod
     def from_params(cls, *overrides: dict) -> TrainConfig:
@@ -87,6 +92,22 @@ class TrainConfig:
                 raise ValueError(f"{message} (config: {dataclasses.asdict(self)})")
 
 
+class BatchSource:
+    """Rows of the model inputs on the device: a tensor already there, or an array (e.g. a
+    memory map of uint8 frames) copied batch by batch."""
+
+    def __init__(self, data, device: torch.device):
+        self.data, self.device = data, device
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
+        if isinstance(self.data, torch.Tensor):
+            return self.data[torch.as_tensor(rows, device=self.data.device)]
+        return torch.from_numpy(np.array(self.data[rows])).to(self.device)
+
+
 @dataclass
 class TrainingResult:
     model: torch.nn.Module
@@ -95,6 +116,12 @@ class TrainingResult:
     best_val_accuracy: float
     similarity: np.ndarray
     imputed: ImputedLabels | None
+    inputs: BatchSource
+    eval_batch_size: int
+
+    def log_proba(self, rows: np.ndarray):
+        """Yield (row indices, (b, A, C) log-probabilities) of the trained model over ``rows``."""
+        yield from predict_log_proba(self.model, self.inputs, rows, self.eval_batch_size)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,17 +144,19 @@ def warmup_cosine(total_steps: int, warmup_fraction: float):
 
 
 @torch.no_grad()
-def predict_log_proba(model: torch.nn.Module, tokens: torch.Tensor, rows: np.ndarray, batch_size: int = 512):
-    """Yield (row indices, (b, A, C) log-probabilities) over ``rows`` in eval mode."""
+def predict_log_proba(model: torch.nn.Module, inputs, rows: np.ndarray, batch_size: int = 512):
+    """Yield (row indices, (b, A, C) log-probabilities) over ``rows`` in eval mode.
+
+    ``inputs``: a tensor on the model's device or a ``BatchSource``."""
     model.eval()
     for lo in range(0, len(rows), batch_size):
         batch = rows[lo : lo + batch_size]
-        yield batch, model(tokens[batch])
+        yield batch, model(inputs[batch])
 
 
-def predict_labels(model: torch.nn.Module, tokens: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+def predict_labels(model: torch.nn.Module, inputs, rows: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """(len(rows), A) argmax predictions."""
-    parts = [log_p.argmax(-1).cpu().numpy() for _, log_p in predict_log_proba(model, tokens, rows)]
+    parts = [log_p.argmax(-1).cpu().numpy() for _, log_p in predict_log_proba(model, inputs, rows, batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.int64)
 
 
@@ -139,17 +168,21 @@ def train_annotator_models(
     similarity: np.ndarray,
     n_classes: int,
     config: TrainConfig,
+    frames: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train one model per annotator with similarity-weighted soft labels.
 
     Parameters
     ----------
-    tokens : (N, T, D) float32 inputs (T frames / tokens; T = 1 for plain features).
+    tokens : (N, T, D) float32 inputs (T frames / tokens; T = 1 for plain features). With
+        ``config.finetune_backbone`` they only give the input standardisation statistics.
     labels : (N, A) int64 observed labels, ``MISSING`` = -1.
     train_rows, val_rows : (N,) bool item masks; only training labels are trained on.
     similarity : (A, A) annotator similarity from the training labels.
     n_classes : C.
     config : the recipe.
+    frames : (N, K, H, W, 3) uint8, the model's inputs when ``config.finetune_backbone``
+        (read batch by batch, so a memory map works).
 
     Returns
     -------
@@ -173,9 +206,14 @@ def train_annotator_models(
     val_items = np.flatnonzero((val_labels != MISSING).any(1))
     if train_items.size == 0:
         raise ValueError("no training item has a label: check the split and the label matrix")
-    x = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).to(device)
+    pooled = torch.from_numpy(np.asarray(tokens, dtype=np.float32)[train_items].mean(1)).to(device)
+    if config.finetune_backbone:
+        if frames is None or len(frames) != n_items:
+            raise ValueError("finetune_backbone needs the (N, K, H, W, 3) frames of every item")
+        x = BatchSource(frames, device)
+    else:
+        x = BatchSource(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).to(device), device)
     y_train = torch.from_numpy(train_labels).to(device)
-    pooled = x[torch.from_numpy(train_items).to(device)].mean(1)
 
     # --- model, optimiser, schedule -------------------------------------------------------
     model = build_model(
@@ -189,8 +227,15 @@ def train_annotator_models(
         head_hidden=config.head_hidden,
         dropout=config.dropout,
         **config.architecture_options,
-    ).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    )
+    param_groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
+    if config.finetune_backbone:
+        encoder = load_backbone(config.backbone).train()
+        model = EndToEnd(encoder, model)
+        param_groups.append({"params": list(encoder.parameters()), "lr": config.backbone_learning_rate})
+    model = model.to(device)
+    eval_batch = config.batch_size if config.finetune_backbone else 512
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.max_epochs * steps_per_epoch, config.warmup_fraction)
@@ -212,12 +257,12 @@ def train_annotator_models(
         totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
         perm = train_items[torch.randperm(len(train_items), generator=order).numpy()]
         for lo in range(0, len(perm), config.batch_size):
-            batch = torch.from_numpy(perm[lo : lo + config.batch_size]).to(device)
-            y_batch = y_train[batch]
-            log_p = model(x[batch])
+            rows = perm[lo : lo + config.batch_size]
+            y_batch = y_train[torch.from_numpy(rows).to(device)]
+            log_p = model(x[rows])
             targets = y_batch
             if config.imputed_as_targets and imputed is not None:
-                targets = torch.from_numpy(imputed.merged_with(train_labels, batch.cpu().numpy())).to(device)
+                targets = torch.from_numpy(imputed.merged_with(train_labels, rows)).to(device)
             p_soft, has_soft = soft_labels(log_p.exp(), y_batch, sim, config.soft_label_source) if use_soft else (None, None)
             loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -231,11 +276,11 @@ def train_annotator_models(
 
         n_imputed = 0
         if imputed is not None and epoch % config.cycle_every == 0:
-            n_imputed = _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch)
+            n_imputed = _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch, eval_batch)
             if n_imputed:
                 sim = torch.as_tensor(counts.kappa(config.min_overlap), dtype=torch.float32, device=device)
 
-        val_acc = mean_accuracy(predict_labels(model, x, val_items), val_labels[val_items]) if val_items.size else float("nan")
+        val_acc = mean_accuracy(predict_labels(model, x, val_items, eval_batch), val_labels[val_items]) if val_items.size else float("nan")
         improved = val_acc > best_acc or best_state is None
         if improved:
             best_acc, best_epoch = val_acc, epoch
@@ -270,14 +315,16 @@ def train_annotator_models(
         best_val_accuracy=best_acc,
         similarity=sim.cpu().numpy().astype(np.float64),
         imputed=imputed,
+        inputs=x,
+        eval_batch_size=eval_batch,
     )
 
 
-def _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch) -> int:
+def _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch, batch_size) -> int:
     """Impute every confident soft label of the training items (SPEC section 4)."""
     n_new = 0
-    for rows, log_p in predict_log_proba(model, x, train_items):
-        p_soft, has_soft = soft_labels(log_p.exp(), y_train[torch.from_numpy(rows).to(x.device)], sim, config.soft_label_source)
+    for rows, log_p in predict_log_proba(model, x, train_items, batch_size):
+        p_soft, has_soft = soft_labels(log_p.exp(), y_train[torch.from_numpy(rows).to(y_train.device)], sim, config.soft_label_source)
         conf = confidence(p_soft, config.confidence_formula)
         n_new += impute_confident(
             imputed, train_labels, rows, p_soft.cpu().numpy(), has_soft.cpu().numpy(), conf.cpu().numpy(),

@@ -10,6 +10,7 @@ from simlabel.pipelines.training.nodes import checkpoint, fit, labelled_predicti
 
 def train_with_cycling(
     embeddings: np.ndarray,
+    frames: np.ndarray,
     label_matrix: pd.DataFrame,
     item_split: pd.DataFrame,
     similarity: pd.DataFrame,
@@ -27,14 +28,14 @@ def train_with_cycling(
     refined_similarity : A x A kappa from observed + imputed training labels.
     """
     result, config, split = fit(
-        embeddings, label_matrix, item_split, similarity, classes, training_params, similarity_params,
+        embeddings, frames, label_matrix, item_split, similarity, classes, training_params, similarity_params,
         {"cycling": True, **cycling_params},
     )
     imputed = result.imputed.to_frame(label_matrix.index, label_matrix.columns)
     refined = pd.DataFrame(result.similarity, index=similarity.index.copy(), columns=similarity.columns.copy())
     return (
-        checkpoint(result, config, label_matrix, classes, np.shape(embeddings)),
-        labelled_predictions(result, embeddings, label_matrix, split),
+        checkpoint(result, config, label_matrix, classes, np.shape(frames if config.finetune_backbone else embeddings)),
+        labelled_predictions(result, label_matrix, split),
         result.history,
         imputed,
         refined,

@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 train_with_cycling,
                 inputs=[
-                    "embeddings", "label_matrix", "item_split", "similarity", "classes",
+                    "embeddings", "frames", "label_matrix", "item_split", "similarity", "classes",
                     "params:training", "params:similarity", "params:confidence_cycling",
                 ],
                 outputs=["checkpoint", "predictions", "training_history", "imputed_labels", "refined_similarity"],

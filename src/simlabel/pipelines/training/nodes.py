@@ -6,16 +6,15 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import torch
-
 from simlabel.core.labels import MISSING
-from simlabel.training.loop import TrainConfig, TrainingResult, predict_log_proba, train_annotator_models
+from simlabel.training.loop import TrainConfig, TrainingResult, train_annotator_models
 
 PREDICTION_COLUMNS = ["item_id", "annotator_id", "split", "label", "predicted", "probability"]
 
 
 def fit(
     embeddings: np.ndarray,
+    frames: np.ndarray | None,
     label_matrix: pd.DataFrame,
     item_split: pd.DataFrame,
     similarity: pd.DataFrame,
@@ -45,6 +44,7 @@ def fit(
         similarity.to_numpy(),
         len(classes),
         config,
+        frames=frames,
     )
     return result, config, split
 
@@ -62,18 +62,12 @@ def checkpoint(result: TrainingResult, config: TrainConfig, label_matrix: pd.Dat
     }
 
 
-def labelled_predictions(
-    result: TrainingResult, embeddings: np.ndarray, label_matrix: pd.DataFrame, split: pd.Series
-) -> pd.DataFrame:
+def labelled_predictions(result: TrainingResult, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """Predicted label and its probability for every labelled (item, annotator) entry."""
     values = label_matrix.to_numpy()
     rows = np.flatnonzero((values != MISSING).any(1))
-    device = next(result.model.parameters()).device
-    tokens = torch.from_numpy(np.asarray(embeddings, dtype=np.float32)).to(device)
-    if tokens.dim() == 2:
-        tokens = tokens[:, None, :]
     parts = []
-    for batch, log_p in predict_log_proba(result.model, tokens, rows):
+    for batch, log_p in result.log_proba(rows):
         labelled = values[batch] != MISSING
         prob, pred = log_p.exp().max(-1)
         r, c = np.nonzero(labelled)
@@ -94,6 +88,7 @@ def labelled_predictions(
 
 def train_branch(
     embeddings: np.ndarray,
+    frames: np.ndarray,
     label_matrix: pd.DataFrame,
     item_split: pd.DataFrame,
     similarity: pd.DataFrame,
@@ -104,15 +99,17 @@ def train_branch(
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Train one branch; ``method_params`` override ``training`` (e.g. unlabeled_weight: 0 = Skip).
 
+    ``frames`` are only read when ``training.finetune_backbone`` is on (a memory map otherwise).
+
     Returns
     -------
     checkpoint, predictions (labelled entries of every split), per-epoch history.
     """
     result, config, split = fit(
-        embeddings, label_matrix, item_split, similarity, classes, training_params, similarity_params, method_params
+        embeddings, frames, label_matrix, item_split, similarity, classes, training_params, similarity_params, method_params
     )
     return (
-        checkpoint(result, config, label_matrix, classes, np.shape(embeddings)),
-        labelled_predictions(result, embeddings, label_matrix, split),
+        checkpoint(result, config, label_matrix, classes, np.shape(frames if config.finetune_backbone else embeddings)),
+        labelled_predictions(result, label_matrix, split),
         result.history,
     )

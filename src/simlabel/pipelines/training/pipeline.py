@@ -2,7 +2,7 @@ from kedro.pipeline import Node, Pipeline
 
 from .nodes import train_branch
 
-SHARED_INPUTS = {"embeddings", "label_matrix", "item_split", "similarity", "classes"}
+SHARED_INPUTS = {"embeddings", "frames", "label_matrix", "item_split", "similarity", "classes"}
 SHARED_PARAMETERS = {"params:training", "params:similarity"}
 
 
@@ -12,7 +12,7 @@ def branch_template() -> Pipeline:
             Node(
                 train_branch,
                 inputs=[
-                    "embeddings", "label_matrix", "item_split", "similarity", "classes",
+                    "embeddings", "frames", "label_matrix", "item_split", "similarity", "classes",
                     "params:training", "params:similarity", "params:method",
                 ],
                 outputs=["checkpoint", "predictions", "training_history"],

@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+
+from simlabel.core.kappa import kappa_matrix
+from simlabel.core.metrics import mean_accuracy
+from simlabel.training.loop import TrainConfig, predict_labels, train_annotator_models
+
+
+def grouped_dataset(seed=0, n_items=300, n_annotators=6, n_classes=4, dim=16, labelled=0.3):
+    """Two groups of annotators: group 0 labels the true class, group 1 a fixed permutation."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_classes, n_items)
+    centres = rng.normal(0, 2.0, (n_classes, dim))
+    tokens = (centres[truth] + rng.normal(0, 1.0, (n_items, dim))).astype(np.float32)[:, None, :]
+    permutation = np.roll(np.arange(n_classes), 1)
+    labels = np.where(np.arange(n_annotators) < n_annotators // 2, truth[:, None], permutation[truth][:, None])
+    labels = np.where(rng.random(labels.shape) < labelled, labels, -1)
+    split = rng.choice(3, n_items, p=[0.6, 0.2, 0.2])
+    return tokens, labels, split == 0, split == 1, split == 2, n_classes
+
+
+def train(data, **overrides):
+    tokens, labels, train_rows, val_rows, _, n_classes = data
+    similarity = kappa_matrix(np.where(train_rows[:, None], labels, -1), n_classes, 2)
+    config = TrainConfig.from_params({"max_epochs": 30, "patience": 10, "hidden": 32, "device": "cpu"}, overrides)
+    return train_annotator_models(tokens, labels, train_rows, val_rows, similarity, n_classes, config)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return grouped_dataset()
+
+
+def test_learns_each_annotators_own_tendency(data):
+    tokens, labels, _, _, test_rows, _ = data
+    result = train(data)
+    predicted = predict_labels(result.model, torch.from_numpy(tokens), np.flatnonzero(test_rows))
+    # One consensus label per item would score about 0.5 here; per-annotator models score high.
+    assert mean_accuracy(predicted, labels[test_rows]) > 0.9
+    assert result.best_val_accuracy == pytest.approx(result.history["val_mean_accuracy"].max())
+    assert result.history.loc[result.best_epoch - 1, "val_mean_accuracy"] == result.best_val_accuracy
+
+
+def test_same_seed_same_result(data):
+    first, second = train(data, seed=3), train(data, seed=3)
+    np.testing.assert_allclose(first.history["loss"], second.history["loss"])
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(value, second.model.state_dict()[key])
+
+
+def test_confidence_cycling_imputes_and_refines_similarity_exactly(data):
+    _, labels, train_rows, _, _, n_classes = data
+    result = train(data, cycling=True, threshold=0.3, learning_rate=0.01)
+    imputed = result.imputed
+    assert (imputed.label != -1).sum() > 0
+    observed_train = np.where(train_rows[:, None], labels, -1)
+    assert (imputed.label[observed_train != -1] == -1).all(), "an observed label was overwritten"
+    assert (imputed.label[~train_rows] == -1).all(), "only training items are imputed"
+    assert (imputed.confidence[imputed.label != -1] >= 0.3).all()
+    refined = kappa_matrix(imputed.merged_with(observed_train), n_classes, 2)
+    np.testing.assert_allclose(result.similarity, refined, atol=1e-6)
+    assert result.history["imputed_total"].iloc[-1] == (imputed.label != -1).sum()
+
+
+def test_skip_and_simlabel_differ_only_by_lambda(data):
+    skip = train(data, unlabeled_weight=0.0)
+    assert (skip.history["kl"] == 0).all()
+    simlabel = train(data)
+    assert (simlabel.history["kl"] > 0).all()
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="unknown training parameters \\['learning_rte'\\]"):
+        TrainConfig.from_params({"learning_rte": 0.1})
+    with pytest.raises(ValueError, match="architecture"):
+        TrainConfig.from_params({"architecture": "transformer"})
+    with pytest.raises(ValueError, match="soft_label_source"):
+        TrainConfig.from_params({"soft_label_source": "votes"})
+
+
+def test_finetuning_the_backbone_end_to_end():
+    rng = np.random.default_rng(0)
+    n_items, n_annotators = 6, 2
+    frames = rng.integers(0, 255, (n_items, 1, 224, 224, 3), dtype=np.uint8)
+    tokens = rng.normal(size=(n_items, 1, 1280)).astype(np.float32)
+    labels = rng.integers(0, 2, (n_items, n_annotators))
+    rows = np.array([True] * 4 + [False] * 2)
+    config = TrainConfig.from_params(
+        {"max_epochs": 1, "batch_size": 4, "hidden": 8, "device": "cpu", "finetune_backbone": True}
+    )
+    result = train_annotator_models(tokens, labels, rows, ~rows, np.zeros((2, 2)), 2, config, frames=frames)
+    encoder = result.model.encoder
+    from simlabel.models.backbones import load_backbone
+
+    pretrained = load_backbone().state_dict()
+    changed = [k for k, v in encoder.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, pretrained[k])]
+    assert changed, "the encoder's weights did not move"
+    log_p = torch.cat([batch for _, batch in result.log_proba(np.arange(n_items))])
+    assert log_p.shape == (n_items, n_annotators, 2)
+    torch.testing.assert_close(log_p.exp().sum(-1), torch.ones(n_items, n_annotators))
+    with pytest.raises(ValueError, match="frames"):
+        train_annotator_models(tokens, labels, rows, ~rows, np.zeros((2, 2)), 2, config)
