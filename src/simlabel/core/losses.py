@@ -23,7 +23,8 @@ def simlabel_loss(
 
     Parameters
     ----------
-    log_probs : (B, A, C) log p_hat.
+    log_probs : (B, A, C) log p_hat, or (S, B, A, C) Monte-Carlo samples of it: each term is
+        then averaged over the S samples too.
     targets : (B, A) long, class index or -1 where the annotator gave no label.
     p_soft : (B, A, C) soft labels (no gradient flows into them); may be None when lambda = 0.
     soft_mask : (B, A) bool, missing entries that have a soft label; may be None when lambda = 0.
@@ -36,10 +37,15 @@ def simlabel_loss(
     """
     if unlabeled_weight < 0:
         raise ValueError(f"unlabeled_weight must be >= 0, got {unlabeled_weight}")
+    if log_probs.dim() == 3:
+        log_probs = log_probs[None]
     observed = targets >= 0
     n_observed = int(observed.sum())
     zero = log_probs.sum() * 0.0
-    ce = -log_probs[observed].gather(-1, targets[observed][:, None]).mean() if n_observed else zero
+    ce = zero
+    if n_observed:
+        picked = targets[observed][None, :, None].expand(log_probs.shape[0], -1, 1)
+        ce = -log_probs[:, observed].gather(-1, picked).mean()
 
     kl, n_soft = zero, 0
     if unlabeled_weight > 0:
@@ -48,6 +54,6 @@ def simlabel_loss(
     if n_soft:
         target = p_soft[soft_entries].detach()
         # KL(p_soft || p_hat) = sum p_soft (log p_soft - log p_hat); 0 log 0 = 0.
-        kl = (torch.special.xlogy(target, target) - target * log_probs[soft_entries]).sum(-1).mean()
+        kl = (torch.special.xlogy(target, target) - target * log_probs[:, soft_entries]).sum(-1).mean()
     loss = ce + unlabeled_weight * kl
     return loss, {"ce": ce.item(), "kl": kl.item(), "n_observed": n_observed, "n_soft": n_soft}

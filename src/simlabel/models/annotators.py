@@ -1,9 +1,16 @@
-"""Annotator-model architectures. Each maps input tokens (B, T, D) to per-annotator
-log-probabilities (B, A, C), so the SimLabel loss, soft labels and confidence never know which
-one ran. A new architecture is one class here and one name in ``ARCHITECTURES``.
+"""Annotator-model architectures (SPEC section 5).
+
+Each maps input tokens (B, T, D) to per-annotator log-probabilities (B, A, C), so the SimLabel
+loss, soft labels and confidence never know which one ran. A new architecture is one class here
+and one name in ``ARCHITECTURES``. Stochastic architectures (PADL) return (S, B, A, C) Monte-Carlo
+samples in training mode; the loss averages over S.
 
 Inputs are standardised inside the model with the training items' mean and std (buffers saved
 in the checkpoint), so a checkpoint predicts from raw embeddings / features.
+
+Every architecture also lists, in ``annotator_parameters()``, the parameters that belong to
+single annotators (sliced on their first axis), so tests can check that Skip sends no gradient
+to an annotator from entries that annotator did not label.
 """
 
 from __future__ import annotations
@@ -48,38 +55,196 @@ class BatchedLinear(nn.Module):
         return torch.einsum("bai,aio->bao", x, self.weight) + self.bias
 
 
-class HeadsModel(nn.Module):
-    """``heads``: shared embedding -> per-annotator MLP head (SPEC section 5).
+class PooledTrunk(nn.Module):
+    """tokens (B, T, D) -> mean over T -> standardise -> Linear(D, hidden) + GELU (+ dropout)."""
 
-    tokens (B, T, D) -> mean over T -> standardise -> Linear(D, hidden) + GELU + dropout ->
-    per annotator: [Linear(hidden, head_hidden) + GELU] -> Linear(., C).
+    def __init__(self, in_dim: int, hidden: int, dropout: float, feature_mean, feature_std):
+        super().__init__()
+        self.standardize = Standardize(feature_mean, feature_std)
+        self.layers = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.standardize(tokens.mean(1)))
+
+
+def per_annotator_head(n_annotators: int, hidden: int, n_classes: int, head_hidden: int) -> nn.Sequential:
+    """Per-annotator MLP (one hidden layer of ``head_hidden`` if > 0) as batched tensor ops."""
+    if not head_hidden:
+        return nn.Sequential(BatchedLinear(n_annotators, hidden, n_classes))
+    return nn.Sequential(
+        BatchedLinear(n_annotators, hidden, head_hidden), nn.GELU(), BatchedLinear(n_annotators, head_hidden, n_classes)
+    )
+
+
+def _batched_parameters(module: nn.Module) -> list[nn.Parameter]:
+    return [p for m in module.modules() if isinstance(m, BatchedLinear) for p in (m.weight, m.bias)]
+
+
+class HeadsModel(nn.Module):
+    """``heads``: shared embedding -> per-annotator MLP head, all heads in one batched op."""
+
+    def __init__(
+        self, in_dim, n_annotators, n_classes, feature_mean, feature_std,
+        hidden=128, head_hidden=0, dropout=0.2, n_tokens=1,
+    ):
+        super().__init__()
+        self.trunk = PooledTrunk(in_dim, hidden, dropout, feature_mean, feature_std)
+        self.heads = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.heads(self.trunk(tokens)), dim=-1)
+
+    def annotator_parameters(self) -> list[nn.Parameter]:
+        return _batched_parameters(self.heads)
+
+
+class QueryModel(nn.Module):
+    """``qumatl``: one learnable query per annotator; the queries share self-attention, then
+    cross-attend to the input tokens (frames / patches / feature tokens); a per-annotator head
+    reads each query's output. ``cross_attention(tokens)`` gives (B, A, T) attention weights:
+    which tokens (frames) each annotator's model looks at.
     """
 
     def __init__(
-        self,
-        in_dim: int,
-        n_annotators: int,
-        n_classes: int,
-        feature_mean: torch.Tensor,
-        feature_std: torch.Tensor,
-        hidden: int = 128,
-        head_hidden: int = 0,
-        dropout: float = 0.2,
+        self, in_dim, n_annotators, n_classes, feature_mean, feature_std,
+        hidden=128, head_hidden=0, dropout=0.2, n_tokens=1, n_heads=4, query_self_attention=True,
     ):
         super().__init__()
+        if hidden % n_heads:
+            raise ValueError(f"qumatl: hidden ({hidden}) must be divisible by n_heads ({n_heads})")
         self.standardize = Standardize(feature_mean, feature_std)
-        self.trunk = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout))
-        layers: list[nn.Module] = []
-        width = hidden
-        if head_hidden:
-            layers += [BatchedLinear(n_annotators, hidden, head_hidden), nn.GELU()]
-            width = head_hidden
-        layers.append(BatchedLinear(n_annotators, width, n_classes))
-        self.heads = nn.Sequential(*layers)
+        self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, hidden))
+        self.positions = nn.Parameter(torch.zeros(n_tokens, hidden))
+        self.queries = nn.Parameter(torch.randn(n_annotators, hidden) * 0.02)
+        self.self_attention = (
+            nn.MultiheadAttention(hidden, n_heads, dropout=dropout, batch_first=True) if query_self_attention else None
+        )
+        self.norm_self = nn.LayerNorm(hidden)
+        self.cross_attention_layer = nn.MultiheadAttention(hidden, n_heads, dropout=dropout, batch_first=True)
+        self.norm_cross = nn.LayerNorm(hidden)
+        self.feed_forward = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.norm_out = nn.LayerNorm(hidden)
+        self.heads = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
+
+    def _attend(self, tokens: torch.Tensor, need_weights: bool = False):
+        keys = self.project(self.standardize(tokens)) + self.positions[: tokens.shape[1]]
+        queries = self.queries.expand(tokens.shape[0], -1, -1)
+        if self.self_attention is not None:
+            queries = self.norm_self(queries + self.self_attention(queries, queries, queries, need_weights=False)[0])
+        attended, weights = self.cross_attention_layer(queries, keys, keys, need_weights=need_weights)
+        out = self.norm_cross(queries + attended)
+        return self.norm_out(out + self.feed_forward(out)), weights
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        shared = self.trunk(self.standardize(tokens.mean(1)))
-        return torch.log_softmax(self.heads(shared), dim=-1)
+        out, _ = self._attend(tokens)  # (B, A, hidden)
+        return torch.log_softmax(self.heads(out), dim=-1)
+
+    @torch.no_grad()
+    def cross_attention(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, A, T) cross-attention weights (averaged over attention heads)."""
+        return self._attend(tokens, need_weights=True)[1]
+
+    def annotator_parameters(self) -> list[nn.Parameter]:
+        return [self.queries, *_batched_parameters(self.heads)]
+
+
+class ConfusionModel(nn.Module):
+    """``madl`` (Herde et al. 2023): a ground-truth head p(y|x) and an annotator-performance
+    model P(z | x, a, y) from a learned annotator embedding and the sample embedding;
+    p_hat_a(z|x) = sum_y p(y|x) P(z|x,a,y), computed with logsumexp in log space.
+
+    ``confusion``: ``full`` (C x C logits per (x, a)) or ``diagonal`` (one correctness logit
+    per true class; errors spread uniformly). ``diagonal_prior`` is added to the diagonal logits,
+    so annotators start out mostly right (keeps truth and confusion identifiable).
+    """
+
+    def __init__(
+        self, in_dim, n_annotators, n_classes, feature_mean, feature_std,
+        hidden=128, head_hidden=0, dropout=0.2, n_tokens=1,
+        confusion="full", embedding_dim=16, diagonal_prior=2.0,
+    ):
+        super().__init__()
+        if confusion not in ("full", "diagonal"):
+            raise ValueError(f"madl: confusion must be 'full' or 'diagonal', got {confusion!r}")
+        self.n_classes, self.confusion, self.diagonal_prior = n_classes, confusion, diagonal_prior
+        self.trunk = PooledTrunk(in_dim, hidden, dropout, feature_mean, feature_std)
+        self.truth_head = nn.Linear(hidden, n_classes)
+        self.annotator_embedding = nn.Parameter(torch.randn(n_annotators, embedding_dim) * 0.1)
+        width = head_hidden or hidden
+        self.from_sample = nn.Linear(hidden, width)
+        self.from_annotator = nn.Linear(embedding_dim, width, bias=False)
+        self.confusion_out = nn.Linear(width, n_classes * n_classes if confusion == "full" else n_classes)
+
+    def truth_log_proba(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, C) log p(y | x) of the ground-truth head."""
+        return torch.log_softmax(self.truth_head(self.trunk(tokens)), dim=-1)
+
+    def confusion_log_proba(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, A, C_true, C_label) log P(z | x, a, y)."""
+        joint = torch.nn.functional.gelu(
+            self.from_sample(hidden)[:, None, :] + self.from_annotator(self.annotator_embedding)[None]
+        )
+        logits = self.confusion_out(joint)  # (B, A, C*C) or (B, A, C)
+        c = self.n_classes
+        eye = torch.eye(c, device=hidden.device, dtype=hidden.dtype)
+        if self.confusion == "full":
+            return torch.log_softmax(logits.view(*logits.shape[:2], c, c) + self.diagonal_prior * eye, dim=-1)
+        correct = torch.nn.functional.logsigmoid(logits + self.diagonal_prior)  # (B, A, C)
+        wrong = torch.nn.functional.logsigmoid(-(logits + self.diagonal_prior)) - math.log(c - 1)
+        return torch.where(eye.bool(), correct[..., None], wrong[..., None])
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(tokens)
+        log_truth = torch.log_softmax(self.truth_head(hidden), dim=-1)  # (B, C)
+        log_confusion = self.confusion_log_proba(hidden)  # (B, A, C, C)
+        return torch.logsumexp(log_truth[:, None, :, None] + log_confusion, dim=2)
+
+    def annotator_parameters(self) -> list[nn.Parameter]:
+        return [self.annotator_embedding]
+
+
+class GaussianModel(nn.Module):
+    """``padl`` (Liao et al. 2024): annotator a's logits ~ N(mu_g(x) + delta_a(x), sigma_a(x)^2),
+    with sigma_a(x) = softplus(s_a(x)) * (1 + H(softmax(mu_g(x))) / log C): more spread where the
+    shared prediction is uncertain. Training draws ``n_samples`` reparameterised samples and
+    returns them all, (S, B, A, C), so the loss is averaged over samples; evaluation returns the
+    log of the mean probability over the samples (``n_samples`` of them, or the mean logits
+    when ``n_samples`` is 0).
+    """
+
+    def __init__(
+        self, in_dim, n_annotators, n_classes, feature_mean, feature_std,
+        hidden=128, head_hidden=0, dropout=0.2, n_tokens=1, n_samples=8, sigma_scale=1.0,
+    ):
+        super().__init__()
+        self.n_samples, self.sigma_scale = n_samples, sigma_scale
+        self.trunk = PooledTrunk(in_dim, hidden, dropout, feature_mean, feature_std)
+        self.global_head = nn.Linear(hidden, n_classes)
+        self.delta = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
+        self.log_scale = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
+
+    def distribution(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (B, A, C) and standard deviation (B, A, C) of every annotator's logits."""
+        hidden = self.trunk(tokens)
+        mu_global = self.global_head(hidden)  # (B, C)
+        p_global = torch.softmax(mu_global, dim=-1)
+        uncertainty = -torch.special.xlogy(p_global, p_global).sum(-1) / math.log(mu_global.shape[-1])
+        mean = mu_global[:, None, :] + self.delta(hidden)
+        sigma = torch.nn.functional.softplus(self.log_scale(hidden)) * (1.0 + uncertainty)[:, None, None]
+        return mean, self.sigma_scale * sigma
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mean, sigma = self.distribution(tokens)
+        if self.n_samples == 0 or self.sigma_scale == 0:
+            return torch.log_softmax(mean, dim=-1)
+        noise = torch.randn((self.n_samples, *mean.shape), device=mean.device, dtype=mean.dtype)
+        log_p = torch.log_softmax(mean + sigma * noise, dim=-1)  # (S, B, A, C)
+        if self.training:
+            return log_p
+        return torch.logsumexp(log_p, dim=0) - math.log(self.n_samples)
+
+    def annotator_parameters(self) -> list[nn.Parameter]:
+        return _batched_parameters(self.delta) + _batched_parameters(self.log_scale)
 
 
 class EndToEnd(nn.Module):
@@ -97,7 +262,12 @@ class EndToEnd(nn.Module):
         return self.annotator_model(features)
 
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"heads": HeadsModel}
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "heads": HeadsModel,
+    "qumatl": QueryModel,
+    "madl": ConfusionModel,
+    "padl": GaussianModel,
+}
 
 
 def build_model(architecture: str, **kwargs) -> nn.Module:

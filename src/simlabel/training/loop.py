@@ -56,7 +56,7 @@ class TrainConfig:
     cycle_every: int = 1
     imputed_as_targets: bool = False
     min_overlap: int = 2
-    architecture_options: dict = field(default_factory=dict)
+    architecture_options: dict = field(default_factory=dict)  # {architecture: {option: value}}
     # End-to-end fine-tuning of the frame encoder (GPU use): inputs are frames, not embeddings.
     finetune_backbone: bool = False
     backbone: str = "efficientnet_lite0"
@@ -226,7 +226,8 @@ def train_annotator_models(
         hidden=config.hidden,
         head_hidden=config.head_hidden,
         dropout=config.dropout,
-        **config.architecture_options,
+        n_tokens=tokens.shape[1],
+        **config.architecture_options.get(config.architecture, {}),
     )
     param_groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
     if config.finetune_backbone:
@@ -263,7 +264,9 @@ def train_annotator_models(
             targets = y_batch
             if config.imputed_as_targets and imputed is not None:
                 targets = torch.from_numpy(imputed.merged_with(train_labels, rows)).to(device)
-            p_soft, has_soft = soft_labels(log_p.exp(), y_batch, sim, config.soft_label_source) if use_soft else (None, None)
+            # Stochastic models return (S, B, A, C) samples; soft labels use their mean probability.
+            probs = log_p.exp() if log_p.dim() == 3 else log_p.exp().mean(0)
+            p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source) if use_soft else (None, None)
             loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
