@@ -18,7 +18,7 @@ VENV_BIN = Path(sys.executable).parent
 TINY_PARAMETERS = {
     "parameters_demo_data.yml": {"demo_data": {"n_items": 40, "n_frames": 12, "height": 60, "width": 80}},
     "parameters_ingestion.yml": {"ingestion": {"frames_per_clip": 3}},
-    "parameters_training.yml": {"training": {"max_epochs": 10, "patience": 5, "hidden": 32, "learning_rate": 0.01}},
+    "parameters_training.yml": {"training": {"max_epochs": 10, "patience": 5, "hidden": 32, "learning_rate": 0.01, "architectures": ["heads", "qumatl", "madl", "padl"]}},
     "parameters_confidence_cycling.yml": {"confidence_cycling": {"threshold": 0.2}},
 }
 

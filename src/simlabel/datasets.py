@@ -101,3 +101,24 @@ class VideoClipDataset(AbstractDataset[np.ndarray, Path]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "fps": self._fps}
+
+
+class OptionalDataset(AbstractDataset[Any, Any]):
+    """Wraps another dataset whose file may be absent (e.g. ``truth.csv``): loads None then."""
+
+    def __init__(self, dataset: dict, metadata: dict | None = None):
+        self._dataset = AbstractDataset.from_config("wrapped", dict(dataset))
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return self._dataset.load() if self._dataset.exists() else None
+
+    def save(self, data: Any) -> None:
+        if data is not None:
+            self._dataset.save(data)
+
+    def _exists(self) -> bool:
+        return True
+
+    def _describe(self) -> dict[str, Any]:
+        return {"dataset": self._dataset._describe()}

@@ -54,9 +54,14 @@ def test_every_catalog_output_is_written(kedro_run):
 def test_metrics_shape_and_printed_table(kedro_run):
     project, log = kedro_run
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics) == {"skip", "simlabel", "simlabel_confidence"}
-    for values in metrics.values():
+    assert {"skip", "simlabel", "simlabel_confidence"} <= set(metrics)
+    assert set(metrics["by_architecture"]) == {"heads", "qumatl", "madl", "padl"}
+    assert metrics["skip"] == metrics["by_architecture"]["heads"]["skip"]
+    for values in (metrics[m] for m in ("skip", "simlabel", "simlabel_confidence")):
         assert 0.0 <= values["mean_accuracy"] <= 1.0
         assert set(values["per_annotator"]) <= {f"A{k}" for k in range(1, 11)}
         assert values["mean_accuracy"] == pytest.approx(np.mean(list(values["per_annotator"].values())))
-    assert "SimLabel + confidence" in log and "| mean" in log
+    assert "SimLabel + confidence" in log and "| mean" in log and "| padl" in log
+    table = pd.read_csv(project / "data/08_reporting/accuracy.csv")
+    assert len(table) == 12 and {"A1", "A10", "mean", "truth_accuracy"} <= set(table.columns)
+    assert table.loc[table["architecture"] == "madl", "truth_accuracy"].notna().all()

@@ -245,7 +245,7 @@ def train_annotator_models(
     warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
 
     # --- similarity and confidence-cycling state ------------------------------------------
-    sim = torch.as_tensor(similarity, dtype=torch.float32, device=device)
+    sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
     imputed = ImputedLabels.empty(n_items, n_annotators) if config.cycling else None
     counts = CoLabelCounts(train_labels, n_classes) if config.cycling else None
     use_soft = config.unlabeled_weight > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simlabel.pipelines.training.nodes import checkpoint, fit, labelled_predictions
+from simlabel.pipelines.training.nodes import branch_outputs, fit
 
 
 def train_with_cycling(
@@ -18,25 +18,21 @@ def train_with_cycling(
     training_params: dict,
     similarity_params: dict,
     cycling_params: dict,
-) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+) -> tuple:
     """Train with confidence cycling (SPEC section 4).
 
     Returns
     -------
-    checkpoint, predictions, history,
+    checkpoint, predictions, history, frame attention, ground-truth-head predictions (as the
+    training branches), then, for the first architecture listed:
     imputed_labels : item_id, annotator_id, label, confidence, epoch (training items only),
     refined_similarity : A x A kappa from observed + imputed training labels.
     """
-    result, config, split = fit(
+    fitted = fit(
         embeddings, frames, label_matrix, item_split, similarity, classes, training_params, similarity_params,
         {"cycling": True, **cycling_params},
     )
-    imputed = result.imputed.to_frame(label_matrix.index, label_matrix.columns)
-    refined = pd.DataFrame(result.similarity, index=similarity.index.copy(), columns=similarity.columns.copy())
-    return (
-        checkpoint(result, config, label_matrix, classes, np.shape(frames if config.finetune_backbone else embeddings)),
-        labelled_predictions(result, label_matrix, split),
-        result.history,
-        imputed,
-        refined,
-    )
+    primary = fitted.primary
+    imputed = primary.imputed.to_frame(label_matrix.index, label_matrix.columns)
+    refined = pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy())
+    return (*branch_outputs(fitted), imputed, refined)

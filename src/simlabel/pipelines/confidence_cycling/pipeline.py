@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "embeddings", "frames", "label_matrix", "item_split", "similarity", "classes",
                     "params:training", "params:similarity", "params:confidence_cycling",
                 ],
-                outputs=["checkpoint", "predictions", "training_history", "imputed_labels", "refined_similarity"],
+                outputs=["checkpoint", "predictions", "training_history", "frame_attention", "truth_predictions", "imputed_labels", "refined_similarity"],
                 name="train_with_cycling",
             ),
             Node(

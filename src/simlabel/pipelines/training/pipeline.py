@@ -15,7 +15,7 @@ def branch_template() -> Pipeline:
                     "embeddings", "frames", "label_matrix", "item_split", "similarity", "classes",
                     "params:training", "params:similarity", "params:method",
                 ],
-                outputs=["checkpoint", "predictions", "training_history"],
+                outputs=["checkpoint", "predictions", "training_history", "frame_attention", "truth_predictions"],
                 name="train_branch",
             )
         ]
