@@ -169,7 +169,7 @@ class ConfusionModel(nn.Module):
         self.n_classes, self.confusion, self.diagonal_prior = n_classes, confusion, diagonal_prior
         self.trunk = PooledTrunk(in_dim, hidden, dropout, feature_mean, feature_std)
         self.truth_head = nn.Linear(hidden, n_classes)
-        self.annotator_embedding = nn.Parameter(torch.randn(n_annotators, embedding_dim) * 0.1)
+        self.annotator_embedding = nn.Parameter(torch.randn(n_annotators, embedding_dim))
         width = head_hidden or hidden
         self.from_sample = nn.Linear(hidden, width)
         self.from_annotator = nn.Linear(embedding_dim, width, bias=False)
