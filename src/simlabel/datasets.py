@@ -122,3 +122,26 @@ class OptionalDataset(AbstractDataset[Any, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"dataset": self._dataset._describe()}
+
+
+class CrowdFolderDataset(AbstractDataset[None, Any]):
+    """A data folder in the input-folder format (``simlabel.folder``), read-only: ``load``
+    checks it and returns a ``CrowdFolder`` whose arrays and clips are read on demand."""
+
+    def __init__(self, path: str, metadata: dict | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self):
+        from simlabel.folder import read_crowd_folder
+
+        return read_crowd_folder(self._path)
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"{self._path} is an input folder: simlabel never writes into it")
+
+    def _exists(self) -> bool:
+        return (self._path / "labels.csv").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

@@ -30,10 +30,12 @@ def register_pipelines() -> dict[str, Pipeline]:
 
     Returns
     -------
-    ``{stage: pipeline}`` for every stage, plus ``simlabel`` (all stages) and ``__default__``
-    (the same as ``simlabel``).
+    ``{stage: pipeline}`` for every stage, plus ``simlabel`` (every stage from ingestion to
+    reporting, on the folder ``dataset_dir``) and ``__default__`` (the same). ``demo_data``
+    writes the embedded demo folder and runs on its own: it must finish before a run reads the
+    folder, and a run on a user's folder has no use for it.
     """
     pipelines = {name: module.create_pipeline() for name, module in STAGES.items()}
-    pipelines["simlabel"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["simlabel"] = sum((p for name, p in pipelines.items() if name != "demo_data"), Pipeline([]))
     pipelines["__default__"] = pipelines["simlabel"]
     return pipelines

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def kedro_run(tiny_project):
+    run(["kedro", "run", "--pipeline=demo_data"], tiny_project)
     result = run(["kedro", "run", "--pipeline=simlabel"], tiny_project)
     return tiny_project, result.stdout + result.stderr
 

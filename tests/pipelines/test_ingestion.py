@@ -3,8 +3,9 @@ import logging
 import numpy as np
 import pytest
 
+from simlabel.folder import FolderFormatError
 from simlabel.media.video import VideoDecodeError, write_clip
-from simlabel.pipelines.ingestion.nodes import embed_clips, extract_frames
+from simlabel.pipelines.ingestion.nodes import decode_clips, embed_clips
 
 PARAMS = {"frames_per_clip": 4, "frame_size": 224, "on_bad_video": "error", "workers": 2}
 
@@ -24,12 +25,12 @@ def clips(tmp_path):
 
 
 def loaders(paths, names):
-    return {f"{name}.avi": (lambda p=paths[name]: p) for name in names}
+    return {name: paths[name] for name in names}
 
 
 def test_frames_are_sampled_resized_and_in_item_order(clips, caplog):
     with caplog.at_level(logging.INFO):
-        frames, items, bad = extract_frames(loaders(clips, ["good_b", "good_a"]), PARAMS)
+        frames, items, bad = decode_clips(loaders(clips, ["good_b", "good_a"]), PARAMS)
     assert frames.shape == (2, 4, 224, 224, 3) and frames.dtype == np.uint8
     assert items["item_id"].tolist() == ["good_a", "good_b"]
     np.testing.assert_allclose(frames[0].reshape(-1, 3).mean(0), (200, 30, 30), atol=8)
@@ -41,11 +42,11 @@ def test_frames_are_sampled_resized_and_in_item_order(clips, caplog):
 @pytest.mark.parametrize("bad_name", ["garbage", "short"])
 def test_bad_clip_is_a_clear_error_naming_the_file(clips, bad_name):
     with pytest.raises(VideoDecodeError, match=bad_name):
-        extract_frames(loaders(clips, ["good_a", bad_name]), PARAMS)
+        decode_clips(loaders(clips, ["good_a", bad_name]), PARAMS)
 
 
 def test_skip_policy_drops_and_lists_bad_clips(clips):
-    frames, items, bad = extract_frames(loaders(clips, ["good_a", "garbage", "short"]), {**PARAMS, "on_bad_video": "skip"})
+    frames, items, bad = decode_clips(loaders(clips, ["good_a", "garbage", "short"]), {**PARAMS, "on_bad_video": "skip"})
     assert items["item_id"].tolist() == ["good_a"]
     assert frames.shape[0] == 1 and frames.reshape(-1, 3).mean(0)[0] > 150  # the good clip, not zeros
     assert sorted(bad["item_id"]) == ["garbage", "short"]
@@ -54,9 +55,9 @@ def test_skip_policy_drops_and_lists_bad_clips(clips):
 
 def test_unknown_policy_and_empty_folder():
     with pytest.raises(ValueError, match="on_bad_video"):
-        extract_frames({"a.avi": lambda: None}, {**PARAMS, "on_bad_video": "ignore"})
-    with pytest.raises(ValueError, match="no video clips"):
-        extract_frames({}, PARAMS)
+        decode_clips({"a": None}, {**PARAMS, "on_bad_video": "ignore"})
+    with pytest.raises(FolderFormatError, match="no video clips"):
+        decode_clips({}, PARAMS)
 
 
 def test_embeddings_are_per_frame_and_deterministic():

@@ -1,9 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from simlabel.core.labels import LabelTableError
-from simlabel.pipelines.label_matrix.nodes import apply_extra_missing, make_item_split, make_label_matrix
+from simlabel.folder import CrowdFolder, FolderFormatError
+from simlabel.pipelines.label_matrix.nodes import (
+    apply_extra_missing,
+    make_item_split,
+    make_label_matrix,
+)
 
 ITEMS = pd.DataFrame({"item_id": ["c0", "c1", "c2", "c3"], "source": ["c0.avi", "c1.avi", "c2.avi", "c3.avi"]})
 NO_BAD = pd.DataFrame(columns=["item_id", "source", "error"])
@@ -12,11 +18,14 @@ LABELS = pd.DataFrame(
 )
 
 
+FOLDER = CrowdFolder(Path("demo"), LABELS, ["worry", "happiness", "neutral"], None)
+
+
 def test_labels_of_skipped_clips_are_dropped_other_unknown_items_are_errors():
-    with pytest.raises(LabelTableError, match="no input"):
-        make_label_matrix(LABELS, "worry\nhappiness\nneutral\n", ITEMS, NO_BAD)
+    with pytest.raises(FolderFormatError, match="without an input"):
+        make_label_matrix(FOLDER, ITEMS, NO_BAD, {"labels_without_inputs": "error"})
     bad = pd.DataFrame({"item_id": ["c9"], "source": ["c9.avi"], "error": ["unreadable"]})
-    matrix, classes = make_label_matrix(LABELS, "worry\nhappiness\nneutral\n", ITEMS, bad)
+    matrix, classes = make_label_matrix(FOLDER, ITEMS, bad, {"labels_without_inputs": "error"})
     assert classes == ["worry", "happiness", "neutral"]
     np.testing.assert_array_equal(matrix.to_numpy(), [[0, 2], [1, -1], [-1, -1], [-1, 1]])
 

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from simlabel.folder import CrowdFolder
 from simlabel.pipelines.reporting.nodes import attention_heatmap, evaluate_methods
 from simlabel.pipelines.training.nodes import TRUTH_COLUMNS
 
@@ -29,8 +32,9 @@ def test_accuracy_table_and_metrics_hand_computed():
          "predicted": [0, 1, 1, 2], "probability": 0.5}
     )
     truth = pd.DataFrame({"item_id": ["i0", "i1", "i3"], "label": ["0", "1", "0"]})
+    folder = CrowdFolder(Path("set"), pd.DataFrame(), None, truth)
     table, metrics, markdown, _ = evaluate_methods(
-        LABEL_MATRIX, ["c0", "c1", "c2"], truth, branch(False), branch(True), branch(True), no_truth, madl_truth, madl_truth
+        LABEL_MATRIX, ["c0", "c1", "c2"], folder, branch(False), branch(True), branch(True), no_truth, madl_truth, madl_truth
     )
     heads = table[table["architecture"] == "heads"].set_index("method")
     # A1: i0 right, i1 wrong -> 0.5; A2 on test: i0, i3 -> skip 1/2, simlabel 2/2.

@@ -24,20 +24,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class FrameEncoder(nn.Module):
     """uint8 RGB frames (B, H, W, 3) -> pooled features (B, D).
 
-    Normalisation (scale to [0, 1], ImageNet mean / std) happens here, so stored frames stay
-    uint8 and the same module serves cached embedding and end-to-end fine-tuning.
+    Normalisation (scale to [0, 1], ImageNet mean / std) and resizing to ``image_size`` (for
+    images of another size) happen here, so stored frames stay uint8 and the same module serves
+    cached embedding and end-to-end fine-tuning.
     """
 
-    def __init__(self, trunk: nn.Module, feature_dim: int):
+    def __init__(self, trunk: nn.Module, feature_dim: int, image_size: int = 224):
         super().__init__()
         self.trunk = trunk
         self.feature_dim = feature_dim
+        self.image_size = image_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         # NHWC uint8 is already channels-last in memory; keeping that layout is ~2x faster on CPU.
         x = frames.permute(0, 3, 1, 2).to(self.mean.dtype)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = nn.functional.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         return self.trunk(x)
 

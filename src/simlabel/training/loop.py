@@ -23,7 +23,12 @@ from simlabel.core.kappa import CoLabelCounts
 from simlabel.core.labels import MISSING
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
-from simlabel.core.soft_labels import CONFIDENCE_FORMULAS, SOFT_LABEL_SOURCES, confidence, soft_labels
+from simlabel.core.soft_labels import (
+    CONFIDENCE_FORMULAS,
+    SOFT_LABEL_SOURCES,
+    confidence,
+    soft_labels,
+)
 from simlabel.models.annotators import ARCHITECTURES, EndToEnd, build_model
 from simlabel.models.backbones import load_backbone
 

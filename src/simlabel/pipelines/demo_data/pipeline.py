@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 generate_demo_data,
                 inputs="params:demo_data",
-                outputs=["raw_videos", "raw_labels", "raw_classes", "raw_truth"],
+                outputs=["demo_videos", "demo_labels", "demo_classes", "demo_truth"],
                 name="generate_demo_data",
             )
         ]

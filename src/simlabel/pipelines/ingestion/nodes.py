@@ -1,60 +1,71 @@
-"""Video clips -> K frames per clip at 224 x 224 (uint8) -> frozen-backbone embeddings."""
+"""Inputs -> per-item token embeddings (N, T, D), by input kind:
+
+- videos: K frames per clip, sampled uniformly, resized to 224 x 224 and stored once (uint8),
+  then embedded by a frozen ImageNet backbone (T = K frames);
+- images: resized to 224 x 224 inside the same backbone (T = 1);
+- features: used as they are (T = 1, or the array's own token axis if it is (N, T, D)).
+
+Each kind has its own node; the nodes of the other kinds return empty outputs, so `kedro viz`
+shows which stages an input kind goes through.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from simlabel.folder import CrowdFolder, FolderFormatError, array_item_ids
 from simlabel.media.video import VideoDecodeError, read_clip_frames
 from simlabel.models.backbones import embed_frames, load_backbone
 from simlabel.training.loop import resolve_device
 
 logger = logging.getLogger(__name__)
 BAD_VIDEO_POLICIES = ("error", "skip")
+ITEM_COLUMNS = ["item_id", "source"]
+BAD_VIDEO_COLUMNS = ["item_id", "source", "error"]
 
 
-def extract_frames(
-    raw_videos: dict[str, Callable[[], Path]], params: dict
-) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+def _empty_items() -> pd.DataFrame:
+    return pd.DataFrame(columns=ITEM_COLUMNS)
+
+
+def extract_frames(crowd_folder: CrowdFolder, dataset: dict, params: dict) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
     """Decode every clip, sample ``frames_per_clip`` frames uniformly, resize to ``frame_size``.
-
-    Parameters
-    ----------
-    raw_videos : ``{partition id: loader}`` from a PartitionedDataset of clips; the item id is
-        the file name without its extension.
-    params : ``frames_per_clip`` (K), ``frame_size``, ``on_bad_video`` (``error`` | ``skip``),
-        ``workers`` (clips decoded in parallel).
 
     Returns
     -------
-    frames : (N, K, S, S, 3) uint8, rows in item-id order.
+    frames : (N, K, S, S, 3) uint8 in item-id order; (0, K, S, S, 3) unless the input is videos.
     items : item_id, source (file name) of the N clips.
-    bad_videos : item_id, source, error of the clips skipped (empty unless ``skip``).
+    bad_videos : item_id, source, error of the clips skipped (``on_bad_video: skip``).
     """
+    k, size = params["frames_per_clip"], params["frame_size"]
+    kind, _ = crowd_folder.choose_input(dataset["input_kind"])
+    if kind != "videos":
+        logger.info("input is %s: no frames to extract", kind)
+        return np.zeros((0, k, size, size, 3), np.uint8), _empty_items(), pd.DataFrame(columns=BAD_VIDEO_COLUMNS)
+    return decode_clips(crowd_folder.video_files(), params)
+
+
+def decode_clips(clips: dict, params: dict) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """``{item_id: path}`` -> frames (N, K, S, S, 3) uint8, items, bad videos (see ``extract_frames``)."""
     policy = params["on_bad_video"]
     if policy not in BAD_VIDEO_POLICIES:
         raise ValueError(f"on_bad_video must be one of {BAD_VIDEO_POLICIES}, got {policy!r}")
-    if not raw_videos:
-        raise ValueError("no video clips found in the input folder")
+    if not clips:
+        raise FolderFormatError("no video clips found in the input folder")
     k, size = params["frames_per_clip"], params["frame_size"]
-    sources = {Path(pid).stem: loader for pid, loader in raw_videos.items()}
-    if len(sources) != len(raw_videos):
-        raise ValueError("two clips share one item id (same file name, different extensions)")
-    item_ids = sorted(sources)
+    item_ids = sorted(clips)
     frames = np.empty((len(item_ids), k, size, size, 3), dtype=np.uint8)
     errors: dict[str, str] = {}
 
     def decode(row: int) -> None:
-        path = sources[item_ids[row]]()
         try:
-            frames[row] = read_clip_frames(path, k, size)
+            frames[row] = read_clip_frames(clips[item_ids[row]], k, size)
         except VideoDecodeError as error:
             if policy == "error":
                 raise
@@ -69,20 +80,76 @@ def extract_frames(
 
     keep = np.array([item not in errors for item in item_ids])
     bad = pd.DataFrame(
-        {"item_id": list(errors), "source": [str(sources[i]()) for i in errors], "error": list(errors.values())},
-        columns=["item_id", "source", "error"],
+        {"item_id": list(errors), "source": [clips[i].name for i in errors], "error": list(errors.values())},
+        columns=BAD_VIDEO_COLUMNS,
     )
     if len(bad):
         logger.warning("skipped %d unreadable clips (on_bad_video: skip), listed in bad_videos:\n%s", len(bad), bad.to_string(index=False))
-    kept_ids = [i for i, ok in zip(item_ids, keep, strict=True) if ok]
-    items = pd.DataFrame({"item_id": kept_ids, "source": [sources[i]().name for i in kept_ids]})
+    kept = [i for i, ok in zip(item_ids, keep, strict=True) if ok]
+    items = pd.DataFrame({"item_id": kept, "source": [clips[i].name for i in kept]})
     return frames[keep], items, bad
+
+
+def _encoder(params: dict):
+    torch.manual_seed(0)
+    return load_backbone(params["backbone"]), resolve_device(params["device"])
 
 
 def embed_clips(frames: np.ndarray, params: dict) -> np.ndarray:
     """Per-frame embeddings (N, K, D) float32 from a frozen ImageNet-pretrained backbone."""
-    torch.manual_seed(0)
-    encoder = load_backbone(params["backbone"])
-    device = resolve_device(params["device"])
+    if len(frames) == 0:
+        return np.zeros((0, frames.shape[1], 0), np.float32)
+    encoder, device = _encoder(params)
     logger.info("embedding %d frames with %s on %s", frames.shape[0] * frames.shape[1], params["backbone"], device)
     return embed_frames(frames, encoder, batch_size=params["batch_size"], device=device)
+
+
+def embed_images(crowd_folder: CrowdFolder, dataset: dict, params: dict) -> np.ndarray:
+    """(N, 1, D) embeddings of ``images*.npy`` (N, H, W, 3) uint8, resized to 224 x 224 in the
+    backbone; (0, 1, 0) unless the input is images."""
+    kind, path = crowd_folder.choose_input(dataset["input_kind"])
+    if kind != "images":
+        return np.zeros((0, 1, 0), np.float32)
+    images = crowd_folder.load_array(path)
+    if images.ndim == 3:  # grayscale
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise FolderFormatError(f"{path}: images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    encoder, device = _encoder(params)
+    logger.info("embedding %d images %dx%d with %s on %s", len(images), *images.shape[1:3], params["backbone"], device)
+    return embed_frames(images[:, None], encoder, batch_size=params["batch_size"], device=device)
+
+
+def read_features(crowd_folder: CrowdFolder, dataset: dict) -> np.ndarray:
+    """``features*.npy`` as (N, T, D) float32 tokens (T = 1 for an (N, D) table); (0, 1, 0)
+    unless the input is features."""
+    kind, path = crowd_folder.choose_input(dataset["input_kind"])
+    if kind != "features":
+        return np.zeros((0, 1, 0), np.float32)
+    features = np.asarray(crowd_folder.load_array(path), dtype=np.float32)
+    if features.ndim == 2:
+        features = features[:, None, :]
+    if features.ndim != 3:
+        raise FolderFormatError(f"{path}: features must be (N, D) or (N, T, D), got shape {features.shape}")
+    bad = ~np.isfinite(features)
+    if bad.any():
+        raise FolderFormatError(f"{path}: {int(bad.any(axis=(1, 2)).sum())} rows hold NaN or infinite values")
+    return features
+
+
+def select_embeddings(
+    crowd_folder: CrowdFolder,
+    dataset: dict,
+    video_embeddings: np.ndarray,
+    video_items: pd.DataFrame,
+    image_embeddings: np.ndarray,
+    feature_embeddings: np.ndarray,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The embeddings (N, T, D) of the folder's input kind and the N items they describe."""
+    kind, path = crowd_folder.choose_input(dataset["input_kind"])
+    if kind == "videos":
+        return video_embeddings, video_items
+    embeddings = image_embeddings if kind == "images" else feature_embeddings
+    items = pd.DataFrame({"item_id": array_item_ids(len(embeddings)), "source": path.name})
+    logger.info("%s: %d items, tokens of shape %s", path.name, len(embeddings), embeddings.shape[1:])
+    return embeddings, items

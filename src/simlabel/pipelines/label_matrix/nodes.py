@@ -7,34 +7,31 @@ import logging
 import pandas as pd
 
 from simlabel.core.labels import MISSING, build_label_matrix, remove_labels, split_items
+from simlabel.folder import CrowdFolder, restrict_labels_to_items
 
 logger = logging.getLogger(__name__)
 
 
-def parse_classes(classes_text: str | None) -> list[str] | None:
-    """``classes.txt`` contents -> class names (blank lines ignored)."""
-    if classes_text is None:
-        return None
-    names = [line.strip() for line in classes_text.splitlines() if line.strip()]
-    return names or None
-
-
 def make_label_matrix(
-    raw_labels: pd.DataFrame, raw_classes: str, ingested_items: pd.DataFrame, bad_videos: pd.DataFrame
+    crowd_folder: CrowdFolder, ingested_items: pd.DataFrame, bad_videos: pd.DataFrame, dataset: dict
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Validated label matrix over the ingested items (labels of skipped clips are dropped).
+    """Validated label matrix over the ingested items.
+
+    Labels of clips skipped as unreadable are dropped; labels of other items without an input
+    are an error unless ``dataset.labels_without_inputs`` is ``drop``.
 
     Returns
     -------
     label_matrix_full : DataFrame (N, A), index item_id, columns annotator ids, -1 = missing.
     classes : class names in index order.
     """
-    skipped = raw_labels["item_id"].astype(str).isin(bad_videos["item_id"].astype(str))
+    labels = crowd_folder.labels
+    skipped = labels["item_id"].astype(str).isin(bad_videos["item_id"].astype(str))
     if skipped.any():
         logger.warning("dropping %d labels of %d skipped clips", int(skipped.sum()), bad_videos["item_id"].nunique())
-    matrix, classes = build_label_matrix(
-        raw_labels[~skipped], ingested_items["item_id"].astype(str), classes=parse_classes(raw_classes)
-    )
+    item_ids = ingested_items["item_id"].astype(str).tolist()
+    labels = restrict_labels_to_items(labels[~skipped], item_ids, dataset["labels_without_inputs"], str(crowd_folder.path))
+    matrix, classes = build_label_matrix(labels, item_ids, classes=crowd_folder.classes)
     observed = (matrix.to_numpy() != MISSING).mean(0)
     logger.info(
         "label matrix: %d items x %d annotators, %d classes, %.1f %% missing",

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 make_label_matrix,
-                inputs=["raw_labels", "raw_classes", "ingested_items", "bad_videos"],
+                inputs=["crowd_folder", "ingested_items", "bad_videos", "params:dataset"],
                 outputs=["label_matrix_full", "classes"],
                 name="make_label_matrix",
             ),

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from simlabel.core.labels import MISSING
 from simlabel.core.metrics import per_annotator_accuracy
+from simlabel.folder import CrowdFolder
 
 logger = logging.getLogger(__name__)
 METHOD_LABELS = {"skip": "Skip", "simlabel": "SimLabel", "simlabel_confidence": "SimLabel + confidence"}
@@ -41,7 +42,7 @@ def truth_accuracy(truth_predictions: pd.DataFrame, truth: pd.DataFrame | None, 
 def evaluate_methods(
     label_matrix: pd.DataFrame,
     classes: list,
-    truth: pd.DataFrame | None,
+    crowd_folder: CrowdFolder,
     skip: pd.DataFrame,
     simlabel: pd.DataFrame,
     simlabel_confidence: pd.DataFrame,
@@ -58,6 +59,7 @@ def evaluate_methods(
     metrics : ``{method: {mean_accuracy, per_annotator}}`` for the first architecture, plus
         ``by_architecture`` and ``n_test_labels``.
     """
+    truth = crowd_folder.truth
     branches = {"skip": skip, "simlabel": simlabel, "simlabel_confidence": simlabel_confidence}
     truths = {"skip": skip_truth, "simlabel": simlabel_truth, "simlabel_confidence": simlabel_confidence_truth}
     annotators = list(label_matrix.columns)

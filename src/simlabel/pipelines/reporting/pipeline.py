@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 evaluate_methods,
                 inputs=[
-                    "label_matrix", "classes", "raw_truth",
+                    "label_matrix", "classes", "crowd_folder",
                     "skip.predictions", "simlabel.predictions", "simlabel_confidence.predictions",
                     "skip.truth_predictions", "simlabel.truth_predictions", "simlabel_confidence.truth_predictions",
                 ],

@@ -1,0 +1,113 @@
+"""The input-folder format: the shared real sets are accepted, malformed folders get one clear error."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simlabel.core.labels import LabelTableError, build_label_matrix
+from simlabel.folder import (
+    FolderFormatError,
+    array_item_ids,
+    read_crowd_folder,
+    restrict_labels_to_items,
+)
+from tests.conftest import PROJECT_ROOT
+
+SHARED = PROJECT_ROOT.parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the project")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "policy", "n_annotators", "n_classes"),
+    [("music_genre", "features", "error", 44, 10), ("labelme", "features", "error", 59, 8), ("cifar10n", "images", "drop", None, 10)],
+)
+def test_shared_sets_are_accepted(name, kind, policy, n_annotators, n_classes):
+    folder = read_crowd_folder(SHARED / name)
+    chosen, path = folder.choose_input()
+    assert chosen == kind
+    items = array_item_ids(len(folder.load_array(path)))
+    labels = restrict_labels_to_items(folder.labels, items, policy, name)
+    matrix, classes = build_label_matrix(labels, items, classes=folder.classes)
+    assert len(classes) == n_classes == len(folder.classes)
+    assert n_annotators is None or matrix.shape[1] == n_annotators
+    assert (matrix.to_numpy() != -1).sum() == len(labels)
+    assert folder.truth is not None
+
+
+def test_cifar10n_images_cover_a_subset_and_that_is_an_error_by_default():
+    folder = read_crowd_folder(SHARED / "cifar10n")
+    _, path = folder.choose_input()
+    with pytest.raises(FolderFormatError, match="labels_without_inputs: drop"):
+        restrict_labels_to_items(folder.labels, array_item_ids(len(folder.load_array(path))), "error", "cifar10n")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A small valid features folder."""
+    pd.DataFrame({"item_id": [0, 1, 2], "annotator_id": ["x", "y", "x"], "label": [0, 1, 1]}).to_csv(tmp_path / "labels.csv", index=False)
+    np.save(tmp_path / "features.npy", np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32))
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    return tmp_path
+
+
+def test_valid_small_folder(folder):
+    crowd = read_crowd_folder(folder)
+    assert crowd.choose_input() == ("features", folder / "features.npy")
+    assert crowd.classes == ["cat", "dog"] and crowd.truth is None
+
+
+def test_no_labels_file(folder):
+    (folder / "labels.csv").unlink()
+    with pytest.raises(FolderFormatError, match="no labels.csv"):
+        read_crowd_folder(folder)
+
+
+def test_missing_folder_points_at_the_demo_pipeline(tmp_path):
+    with pytest.raises(FolderFormatError, match="pipeline=demo_data"):
+        read_crowd_folder(tmp_path / "nope")
+
+
+def test_two_input_kinds(folder):
+    (folder / "videos").mkdir()
+    shutil.copy(folder / "classes.txt", folder / "videos" / "0.mp4")
+    with pytest.raises(FolderFormatError, match="two input kinds"):
+        read_crowd_folder(folder).choose_input()
+    assert read_crowd_folder(folder).choose_input("features")[0] == "features"
+
+
+def test_two_files_of_one_kind(folder):
+    np.save(folder / "features_pca.npy", np.zeros((3, 2), np.float32))
+    with pytest.raises(FolderFormatError, match="two features files"):
+        read_crowd_folder(folder).choose_input()
+
+
+def test_no_input_and_held_out_files_are_ignored(folder):
+    (folder / "features.npy").rename(folder / "test_features.npy")
+    with pytest.raises(FolderFormatError, match="no input found"):
+        read_crowd_folder(folder).choose_input()
+
+
+def test_feature_rows_not_matching_the_items(folder):
+    np.save(folder / "features.npy", np.zeros((2, 4), np.float32))  # 2 rows, labels for items 0..2
+    crowd = read_crowd_folder(folder)
+    items = array_item_ids(len(crowd.load_array(crowd.choose_input()[1])))
+    with pytest.raises(FolderFormatError, match="1 of 3 labels \\(1 items\\) are for items without an input"):
+        restrict_labels_to_items(crowd.labels, items, "error", "features.npy")
+    assert len(restrict_labels_to_items(crowd.labels, items, "drop", "features.npy")) == 2
+
+
+def test_labels_outside_classes_txt(folder):
+    (folder / "classes.txt").write_text("cat\n")
+    crowd = read_crowd_folder(folder)
+    with pytest.raises(LabelTableError, match="not among the 1 classes"):
+        build_label_matrix(crowd.labels, ["0", "1", "2"], classes=crowd.classes)
+
+
+def test_labels_file_without_its_columns(folder):
+    (folder / "labels.csv").write_text("item,who,label\n0,x,1\n")
+    with pytest.raises(FolderFormatError, match="missing columns \\['item_id', 'annotator_id'\\]"):
+        read_crowd_folder(folder)
