@@ -9,6 +9,7 @@ from simlabel.pipelines import (
     demo_data,
     ingestion,
     label_matrix,
+    paper_tables,
     reporting,
     similarity,
     training,
@@ -38,4 +39,5 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = {name: module.create_pipeline() for name, module in STAGES.items()}
     pipelines["simlabel"] = sum((p for name, p in pipelines.items() if name != "demo_data"), Pipeline([]))
     pipelines["__default__"] = pipelines["simlabel"]
+    pipelines["paper_tables"] = paper_tables.create_pipeline()
     return pipelines

@@ -156,3 +156,16 @@ def test_annotator_predictions_from_truth_matches_loop():
     np.testing.assert_allclose(out_t.numpy(), expected)
     with pytest.raises(ValueError):
         annotator_predictions_from_truth(p, pi[:, :2])
+
+
+def test_diagonal_prior_keeps_unseen_rows_correct():
+    # Annotator 1 only ever saw class-0 items: without a prior its rows for classes 1, 2 are
+    # uniform-ish; with a diagonal prior they say "mostly right".
+    y = np.array([[0, 0], [0, 0], [1, -1], [2, -1], [1, -1], [2, -1]])
+    _, plain, _ = dawid_skene(y, 3)
+    _, prior, _ = dawid_skene(y, 3, diagonal_prior=1.0)
+    assert plain[1, 1].argmax() != 1 or plain[1, 1, 1] < 0.4
+    assert prior[1, 1].argmax() == 1 and prior[1, 2].argmax() == 2
+    np.testing.assert_allclose(prior.sum(-1), 1.0)
+    with pytest.raises(ValueError, match="diagonal_prior"):
+        dawid_skene(y, 3, diagonal_prior=-1.0)

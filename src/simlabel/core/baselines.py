@@ -99,6 +99,7 @@ def dawid_skene(
     tol: float = 1e-6,
     smoothing: float = 0.01,
     init: str = "majority",
+    diagonal_prior: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dawid-Skene EM: latent true class per item, one confusion matrix per annotator.
 
@@ -117,6 +118,9 @@ def dawid_skene(
     tol : stopping tolerance on the mean log-likelihood per observed label.
     smoothing : Dirichlet pseudo-count (> 0) added to every confusion and prior cell.
     init : "majority" (soft majority vote: each item's vote fractions).
+    diagonal_prior : extra pseudo-count on each confusion diagonal (>= 0): a Dirichlet prior
+        that annotators are mostly right, so that the rows of true classes an annotator has
+        (almost) never seen stay close to "correct" instead of uniform.
 
     Returns
     -------
@@ -137,6 +141,8 @@ def dawid_skene(
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
     if not smoothing > 0:
         raise ValueError(f"smoothing must be > 0, got {smoothing}")
+    if diagonal_prior < 0:
+        raise ValueError(f"diagonal_prior must be >= 0, got {diagonal_prior}")
     n_items, n_annotators = y.shape
     c = n_classes
     items, annotators, labels = _observed(y)
@@ -159,7 +165,7 @@ def dawid_skene(
         soft_counts = np.bincount(
             conf_index, weights=posteriors[items].ravel(), minlength=n_annotators * c * c
         )
-        soft_counts = soft_counts.reshape(n_annotators, c, c) + smoothing
+        soft_counts = soft_counts.reshape(n_annotators, c, c) + smoothing + diagonal_prior * np.eye(c)
         confusions = soft_counts / soft_counts.sum(axis=2, keepdims=True)
         prior = posteriors[labelled].sum(axis=0) + smoothing
         prior /= prior.sum()

@@ -174,6 +174,7 @@ def train_annotator_models(
     n_classes: int,
     config: TrainConfig,
     frames: np.ndarray | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train one model per annotator with similarity-weighted soft labels.
 
@@ -188,6 +189,8 @@ def train_annotator_models(
     config : the recipe.
     frames : (N, K, H, W, 3) uint8, the model's inputs when ``config.finetune_backbone``
         (read batch by batch, so a memory map works).
+    soft_targets : (N, A, C) fixed soft labels used instead of the similarity-weighted ones
+        (rows summing to 0 = none), e.g. to train a classifier on Dawid-Skene posteriors.
 
     Returns
     -------
@@ -207,7 +210,10 @@ def train_annotator_models(
     # --- data: training labels only; everything small enough lives on the device -------------
     train_labels = np.where(np.asarray(train_rows)[:, None], labels, MISSING)
     val_labels = np.where(np.asarray(val_rows)[:, None], labels, MISSING)
-    train_items = np.flatnonzero((train_labels != MISSING).any(1))
+    trainable = (train_labels != MISSING).any(1)
+    if soft_targets is not None:
+        trainable |= np.asarray(train_rows) & (np.asarray(soft_targets).sum((1, 2)) > 0)
+    train_items = np.flatnonzero(trainable)
     val_items = np.flatnonzero((val_labels != MISSING).any(1))
     if train_items.size == 0:
         raise ValueError("no training item has a label: check the split and the label matrix")
@@ -219,6 +225,11 @@ def train_annotator_models(
     else:
         x = BatchSource(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).to(device), device)
     y_train = torch.from_numpy(train_labels).to(device)
+    fixed_soft = None
+    if soft_targets is not None:
+        if soft_targets.shape != (n_items, n_annotators, n_classes):
+            raise ValueError(f"soft_targets must be ({n_items}, {n_annotators}, {n_classes}), got {soft_targets.shape}")
+        fixed_soft = torch.from_numpy(np.asarray(soft_targets, dtype=np.float32)).to(device)
 
     # --- model, optimiser, schedule -------------------------------------------------------
     model = build_model(
@@ -271,7 +282,13 @@ def train_annotator_models(
                 targets = torch.from_numpy(imputed.merged_with(train_labels, rows)).to(device)
             # Stochastic models return (S, B, A, C) samples; soft labels use their mean probability.
             probs = log_p.exp() if log_p.dim() == 3 else log_p.exp().mean(0)
-            p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source) if use_soft else (None, None)
+            if fixed_soft is not None:
+                p_soft = fixed_soft[torch.from_numpy(rows).to(device)]
+                has_soft = p_soft.sum(-1) > 0
+            elif use_soft:
+                p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source)
+            else:
+                p_soft, has_soft = None, None
             loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,124 @@
+"""The paper's tables for one data folder: Skip / SimLabel / SimLabel + confidence against
+crowd baselines, over architectures, extra missing rates r and seeds (SPEC section 7)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from simlabel.evaluation import paired_differences, per_run_accuracy, plan_runs, run_experiment
+
+logger = logging.getLogger(__name__)
+MAX_MARKDOWN_ANNOTATORS = 20
+
+
+def run_paper_experiments(
+    embeddings: np.ndarray, label_matrix_full: pd.DataFrame, classes: list, params: dict,
+    training: dict, similarity: dict,
+) -> pd.DataFrame:
+    """Every run of the experiment; one row per (architecture, r, seed, method, annotator)."""
+    training = {k: v for k, v in training.items() if k != "architectures"} | params.get("training", {})
+    seeds = list(range(params["seeds"]))
+    ablation = params.get("ablation") or None
+    runs = plan_runs(params["architectures"], params["extra_missing"], seeds, params["methods"], ablation)
+    logger.info("paper tables: %d runs on %d items x %d annotators", len(runs), *label_matrix_full.shape)
+    tokens = np.asarray(embeddings, dtype=np.float32)
+    results = pd.concat(
+        run_experiment(
+            tokens, label_matrix_full.to_numpy(), label_matrix_full.index, len(classes), runs, training,
+            similarity["min_overlap"], params["split_fractions"], ds_diagonal_prior=params["ds_diagonal_prior"],
+        ),
+        ignore_index=True,
+    )
+    results["annotator_id"] = label_matrix_full.columns.to_numpy()[results["annotator"]]
+    return results.drop(columns="annotator")
+
+
+def _mean_std(values: pd.Series) -> str:
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
+
+
+def summarise_paper_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict, str, Figure]:
+    """Table 2/3 (per annotator, r = 0), Table 4 (accuracy vs r), Table 5 (ablation), paired
+    differences, the DVC metrics dict, all of it as Markdown, and the accuracy-vs-r plot."""
+    main = results[~results["method"].str.startswith("ablation:")]
+    per_run = per_run_accuracy(main)
+    methods = list(dict.fromkeys(main["method"]))
+
+    # Table 2/3: each annotator's accuracy pooled over seeds at r = 0, macro / micro per seed.
+    at_zero = main[main["r"] == main["r"].min()]
+    pooled = at_zero.groupby(["architecture", "method", "annotator_id"], sort=False)[["n_correct", "n_test"]].sum()
+    table2 = (pooled["n_correct"] / pooled["n_test"].replace(0, np.nan)).unstack("annotator_id")
+    annotators = list(dict.fromkeys(at_zero["annotator_id"]))
+    table2 = table2[annotators]
+    zero_runs = per_run[per_run["r"] == per_run["r"].min()].groupby(["architecture", "method"], sort=False)
+    table2["macro"] = zero_runs["macro"].mean()
+    table2["macro_std"] = zero_runs["macro"].std(ddof=1)
+    table2["micro"] = zero_runs["micro"].mean()
+    table2 = table2.reindex(pd.MultiIndex.from_tuples([(a, m) for a in dict.fromkeys(main["architecture"]) for m in methods if (a, m) in table2.index])).rename_axis(["architecture", "method"]).reset_index()
+    n_test = at_zero[at_zero["seed"] == at_zero["seed"].min()].drop_duplicates("annotator_id").set_index("annotator_id")["n_test"]
+
+    # Table 4: macro accuracy vs r, mean ± std over seeds.
+    by_r = per_run.groupby(["architecture", "method", "r"], sort=False)["macro"]
+    table4 = by_r.agg(["mean", "std", "count"]).reset_index()
+
+    # Table 5: confidence threshold and formula (ablation runs).
+    ablation = results[results["method"].str.startswith("ablation:")]
+    table5 = pd.DataFrame(columns=["threshold", "formula", "mean", "std", "count"])
+    if not ablation.empty:
+        runs5 = per_run_accuracy(ablation)
+        parts = runs5["method"].str.split(":", expand=True)
+        runs5 = runs5.assign(threshold=parts[1].str.removeprefix("T=").astype(float), formula=parts[2])
+        table5 = runs5.groupby(["threshold", "formula"])["macro"].agg(["mean", "std", "count"]).reset_index()
+
+    paired = pd.concat([paired_differences(per_run, ref) for ref in ("skip", "dawid_skene") if ref in methods], ignore_index=True)
+
+    metrics = {
+        architecture: {
+            f"r={r:g}": {m: block[block["method"] == m].sort_values("seed")["macro"].round(6).tolist() for m in methods if m in set(block["method"])}
+            for r, block in arch_runs.groupby("r")
+        }
+        for architecture, arch_runs in per_run.groupby("architecture", sort=False)
+    }
+    markdown = _markdown(table2, table4, table5, paired, n_test, annotators)
+    logger.info("paper tables:\n%s", markdown)
+    return table2, table4, table5, paired, metrics, markdown, accuracy_vs_r_plot(table4)
+
+
+def _markdown(table2, table4, table5, paired, n_test, annotators) -> str:
+    shown2 = table2.drop(columns=annotators) if len(annotators) > MAX_MARKDOWN_ANNOTATORS else table2
+    sections = [
+        "## Per-annotator test accuracy at r = 0 (Table 2/3 shape; pooled over seeds; macro = mean over annotators, mean and std over seeds; micro = label-weighted)",
+        shown2.to_markdown(index=False, floatfmt=".3f"),
+        f"Test labels per annotator (first seed): min {n_test.min()}, median {n_test.median():g}, max {n_test.max()}.",
+        "## Macro accuracy vs extra missing rate r (Table 4 shape; mean ± std over seeds)",
+        table4.assign(cell=[_cell(m, s) for m, s in zip(table4["mean"], table4["std"], strict=True)])
+        .pivot_table(index=["architecture", "method"], columns="r", values="cell", aggfunc="first", sort=False)
+        .rename(columns=lambda r: f"r={r:g}").reset_index().to_markdown(index=False),
+        "## Paired differences, seed by seed (mean and 95 % t-interval of the macro accuracy difference)",
+        paired.to_markdown(index=False, floatfmt=".3f") if not paired.empty else "(no pairs)",
+    ]
+    if not table5.empty:
+        sections += ["## Confidence threshold and formula (Table 5 shape; r = 0)", table5.to_markdown(index=False, floatfmt=".3f")]
+    return "\n\n".join(sections) + "\n"
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def accuracy_vs_r_plot(table4: pd.DataFrame) -> Figure:
+    """Macro accuracy against the extra missing rate, one line per (architecture, method)."""
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    for (architecture, method), block in table4.groupby(["architecture", "method"], sort=False):
+        axes.errorbar(block["r"] * 100, block["mean"], yerr=block["std"].fillna(0), marker="o", capsize=3,
+                      label=f"{architecture} - {method}" if table4["architecture"].nunique() > 1 else method)
+    axes.set_xlabel("extra missing labels r (%)")
+    axes.set_ylabel("macro per-annotator test accuracy")
+    axes.set_title("Accuracy vs extra missing labels (mean ± std over seeds)")
+    axes.legend(fontsize=8)
+    return figure

@@ -1,0 +1,33 @@
+from kedro.pipeline import Node, Pipeline
+
+from simlabel.pipelines.ingestion import create_pipeline as ingestion
+from simlabel.pipelines.label_matrix.nodes import make_label_matrix
+
+from .nodes import run_paper_experiments, summarise_paper_tables
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Ingestion and the label matrix of the folder, then every run and the tables."""
+    return ingestion() + Pipeline(
+        [
+            Node(
+                make_label_matrix,
+                inputs=["crowd_folder", "ingested_items", "bad_videos", "params:dataset"],
+                outputs=["label_matrix_full", "classes"],
+                name="make_label_matrix",
+            ),
+            Node(
+                run_paper_experiments,
+                inputs=["embeddings", "label_matrix_full", "classes", "params:paper_tables", "params:training", "params:similarity"],
+                outputs="paper_runs",
+                name="run_paper_experiments",
+            ),
+            Node(
+                summarise_paper_tables,
+                inputs="paper_runs",
+                outputs=["paper_table_annotators", "paper_table_missing", "paper_table_ablation", "paper_table_paired",
+                         "paper_tables_metrics", "paper_tables_markdown", "paper_tables_plot"],
+                name="summarise_paper_tables",
+            ),
+        ]
+    )
