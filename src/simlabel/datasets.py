@@ -126,22 +126,24 @@ class OptionalDataset(AbstractDataset[Any, Any]):
 
 class CrowdFolderDataset(AbstractDataset[None, Any]):
     """A data folder in the input-folder format (``simlabel.folder``), read-only: ``load``
-    checks it and returns a ``CrowdFolder`` whose arrays and clips are read on demand."""
+    checks it and returns a ``CrowdFolder`` whose arrays and clips are read on demand.
+    ``require_labels: false`` accepts a folder of new, unlabelled items (predict)."""
 
-    def __init__(self, path: str, metadata: dict | None = None):
+    def __init__(self, path: str, require_labels: bool = True, metadata: dict | None = None):
         self._path = Path(path)
+        self._require_labels = require_labels
         self.metadata = metadata
 
     def load(self):
         from simlabel.folder import read_crowd_folder
 
-        return read_crowd_folder(self._path)
+        return read_crowd_folder(self._path, require_labels=self._require_labels)
 
     def save(self, data: None) -> None:
         raise DatasetError(f"{self._path} is an input folder: simlabel never writes into it")
 
     def _exists(self) -> bool:
-        return (self._path / "labels.csv").is_file()
+        return self._path.is_dir()
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}

@@ -107,8 +107,10 @@ def _input_files(folder: Path) -> dict[str, list[Path]]:
     return {"features": arrays("features"), "images": arrays("images"), "videos": [videos] if has_videos else []}
 
 
-def read_crowd_folder(path: str | Path) -> CrowdFolder:
+def read_crowd_folder(path: str | Path, require_labels: bool = True) -> CrowdFolder:
     """Read and check a data folder (see the module docstring for the format).
+
+    ``require_labels=False`` accepts a folder without ``labels.csv`` (new items to predict).
 
     Raises
     ------
@@ -123,23 +125,29 @@ def read_crowd_folder(path: str | Path) -> CrowdFolder:
         )
     labels_file = folder / "labels.csv"
     if not labels_file.is_file():
-        raise FolderFormatError(f"{folder}: no labels.csv (columns item_id,annotator_id,label; one row per label)")
+        if require_labels:
+            raise FolderFormatError(f"{folder}: no labels.csv (columns item_id,annotator_id,label; one row per label)")
+        return CrowdFolder(folder, pd.DataFrame(columns=LABEL_COLUMNS), _read_classes(folder), None, _input_files(folder))
     labels = pd.read_csv(labels_file, dtype=str, keep_default_na=False)
     missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
     if missing:
         raise FolderFormatError(f"{labels_file}: missing columns {missing} (found {list(labels.columns)})")
     if labels.empty:
         raise FolderFormatError(f"{labels_file}: no labels")
-    classes_file = folder / "classes.txt"
-    classes = None
-    if classes_file.is_file():
-        classes = [line.strip() for line in classes_file.read_text().splitlines() if line.strip()] or None
+    classes = _read_classes(folder)
     truth = None
     if (folder / "truth.csv").is_file():
         truth = pd.read_csv(folder / "truth.csv", dtype=str)
         if not {"item_id", "label"} <= set(truth.columns):
             raise FolderFormatError(f"{folder / 'truth.csv'}: needs columns item_id,label")
     return CrowdFolder(folder, labels[LABEL_COLUMNS], classes, truth, _input_files(folder))
+
+
+def _read_classes(folder: Path) -> list[str] | None:
+    classes_file = folder / "classes.txt"
+    if not classes_file.is_file():
+        return None
+    return [line.strip() for line in classes_file.read_text().splitlines() if line.strip()] or None
 
 
 def array_item_ids(n_rows: int) -> list[str]:

@@ -10,6 +10,7 @@ from simlabel.pipelines import (
     ingestion,
     label_matrix,
     paper_tables,
+    predict,
     reporting,
     similarity,
     training,
@@ -40,4 +41,5 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["simlabel"] = sum((p for name, p in pipelines.items() if name != "demo_data"), Pipeline([]))
     pipelines["__default__"] = pipelines["simlabel"]
     pipelines["paper_tables"] = paper_tables.create_pipeline()
+    pipelines["predict"] = predict.create_pipeline()
     return pipelines

@@ -356,3 +356,29 @@ def _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, c
             config.threshold, epoch, counts,
         )
     return n_new
+
+
+def model_from_checkpoint(payload: dict) -> torch.nn.Module:
+    """Rebuild a trained model (eval mode, CPU) from one architecture's checkpoint payload."""
+    config = TrainConfig.from_params(payload["config"])
+    state = payload["state_dict"]
+    mean = state[next(k for k in state if k.endswith("standardize.mean"))]
+    std = state[next(k for k in state if k.endswith("standardize.std"))]
+    in_dim = mean.shape[-1]
+    model = build_model(
+        config.architecture,
+        in_dim=in_dim,
+        n_annotators=len(payload["annotators"]),
+        n_classes=len(payload["classes"]),
+        feature_mean=mean,
+        feature_std=std,
+        hidden=config.hidden,
+        head_hidden=config.head_hidden,
+        dropout=config.dropout,
+        n_tokens=payload["input_shape"][0],
+        **config.architecture_options.get(config.architecture, {}),
+    )
+    if config.finetune_backbone:
+        model = EndToEnd(load_backbone(config.backbone), model)
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,69 @@
+"""How would each of my annotators label these new items? Predictions from a trained checkpoint."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from simlabel.training.loop import BatchSource, model_from_checkpoint, predict_log_proba
+
+logger = logging.getLogger(__name__)
+BRANCHES = ("skip", "simlabel", "simlabel_confidence")
+
+
+def predict_annotators(
+    skip: dict, simlabel: dict, simlabel_confidence: dict, embeddings: np.ndarray, frames: np.ndarray,
+    items: pd.DataFrame, params: dict,
+) -> pd.DataFrame:
+    """Every annotator's predicted label and its probability for every new item.
+
+    Parameters
+    ----------
+    skip, simlabel, simlabel_confidence : the branches' checkpoints ({architecture: payload}).
+    embeddings : (N, T, D) embeddings of the new items (same backbone as for training).
+    frames : (N, K, H, W, 3) frames of the new items (used only by fine-tuned checkpoints).
+    items : item_id of each row.
+    params : ``branch`` (skip | simlabel | simlabel_confidence), ``architecture`` (None = the
+        first one trained).
+
+    Returns
+    -------
+    Long table: item_id, annotator_id, label (class name), label_index, probability.
+    """
+    branch = params["branch"]
+    if branch not in BRANCHES:
+        raise ValueError(f"predict.branch must be one of {BRANCHES}, got {branch!r}")
+    checkpoints = {"skip": skip, "simlabel": simlabel, "simlabel_confidence": simlabel_confidence}[branch]
+    architecture = params.get("architecture") or next(iter(checkpoints))
+    if architecture not in checkpoints:
+        raise ValueError(f"the {branch} checkpoint has architectures {sorted(checkpoints)}, not {architecture!r}")
+    payload = checkpoints[architecture]
+    model = model_from_checkpoint(payload)
+    finetuned = payload["config"]["finetune_backbone"]
+    inputs = np.asarray(frames) if finetuned else np.asarray(embeddings, dtype=np.float32)
+    if inputs.ndim == 2:
+        inputs = inputs[:, None, :]
+    if tuple(inputs.shape[1:]) != tuple(payload["input_shape"]):
+        raise ValueError(
+            f"new inputs have shape {inputs.shape[1:]} per item but the checkpoint was trained on "
+            f"{tuple(payload['input_shape'])}: use the same input kind and ingestion parameters"
+        )
+    rows = np.arange(len(inputs))
+    source = BatchSource(inputs if finetuned else torch.from_numpy(np.ascontiguousarray(inputs)), torch.device("cpu"))
+    probs = torch.cat([log_p.exp() for _, log_p in predict_log_proba(model, source, rows)]).numpy()  # (N, A, C)
+    best = probs.argmax(-1)
+    annotators, classes = payload["annotators"], payload["classes"]
+    n_items, n_annotators = best.shape
+    logger.info("predicted %d annotators' labels for %d new items (%s, %s)", n_annotators, n_items, branch, architecture)
+    return pd.DataFrame(
+        {
+            "item_id": np.repeat(items["item_id"].astype(str).to_numpy(), n_annotators),
+            "annotator_id": np.tile(annotators, n_items),
+            "label": np.asarray(classes, dtype=object)[best.ravel()],
+            "label_index": best.ravel(),
+            "probability": np.take_along_axis(probs, best[..., None], -1).ravel(),
+        }
+    )
