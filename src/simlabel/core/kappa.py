@@ -138,3 +138,30 @@ class CoLabelCounts:
     def kappa(self, min_overlap: int = 1) -> np.ndarray:
         """(A, A) similarity from the current counts (see ``kappa_from_counts``)."""
         return kappa_from_counts(self.counts, self.n_annotators, self.n_classes, min_overlap)
+
+
+def transport_matrices(counts: sp.spmatrix, n_annotators: int, n_classes: int, prior: float = 1.0) -> np.ndarray:
+    """Pairwise label transport ``T[a, k, c, z] = P(a says z | k says c)`` from co-label counts.
+
+    Each row adds ``prior`` pseudo-counts on the diagonal (and a tiny uniform floor), so pairs
+    with little or no overlap fall back to "a says what k says" (the paper's soft label) and
+    pairs with a long shared history follow it.
+
+    Parameters
+    ----------
+    counts : (A*C, A*C) co-label counts (``colabel_counts``).
+    n_annotators, n_classes : A, C.
+    prior : pseudo-count on the diagonal (> 0).
+
+    Returns
+    -------
+    (A, A, C, C) float32, rows (last axis) sum to 1.
+    """
+    if prior <= 0:
+        raise ValueError(f"transport prior must be > 0, got {prior}")
+    a, c = n_annotators, n_classes
+    if (a * c) ** 2 > 1e8:
+        raise ValueError(f"label transport keeps an (A*C)^2 = {(a * c) ** 2:.1e} array: too many annotators x classes")
+    dense = np.asarray(sp.csr_matrix(counts).todense(), dtype=np.float64).reshape(a, c, a, c)  # [k, c, a, z]
+    joint = dense.transpose(2, 0, 1, 3) + prior * np.eye(c) + 1e-3  # [a, k, c, z]
+    return (joint / joint.sum(-1, keepdims=True)).astype(np.float32)

@@ -70,6 +70,7 @@ def soft_labels(
     labels: torch.Tensor,
     similarity: torch.Tensor,
     source: str = "predictions",
+    transport: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Similarity-weighted soft label for every (item, annotator) entry (Eq. 4).
 
@@ -80,6 +81,9 @@ def soft_labels(
     similarity : (A, A) annotator similarity.
     source : ``predictions`` (paper: labellers' model outputs) | ``labels`` (their observed
         one-hot labels) | ``mixed`` (the average of both).
+    transport : optional (A, A, C, C) ``T[a, k, c, z] = P(a says z | k says c)``
+        (``kappa.transport_matrices``): each labeller's distribution is carried into annotator
+        a's label space before weighting ("annotator-aware soft labels"). None = the paper.
 
     Returns
     -------
@@ -98,8 +102,11 @@ def soft_labels(
     if source in ("labels", "mixed"):
         observed = labels[rows, index].clamp(min=0)
         parts.append(torch.nn.functional.one_hot(observed, n_classes).to(probs.dtype))
-    sources = sum(parts) / len(parts)
-    return torch.einsum("bal,blc->bac", weights, sources), has_soft
+    sources = sum(parts) / len(parts)  # (B, L, C)
+    if transport is None:
+        return torch.einsum("bal,blc->bac", weights, sources), has_soft
+    pair_transport = transport[:, index].permute(1, 0, 2, 3, 4)  # (B, A, L, C, C)
+    return torch.einsum("bal,blc,balcz->baz", weights, sources, pair_transport), has_soft
 
 
 def confidence(p: torch.Tensor, formula: str = "product") -> torch.Tensor:

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from simlabel.core.cycling import ImputedLabels, impute_confident
-from simlabel.core.kappa import CoLabelCounts
+from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.labels import MISSING
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
@@ -52,6 +52,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     unlabeled_weight: float = 1.0
     soft_label_source: str = "predictions"
+    soft_label_transport: bool = False  # carry labellers' predictions through pairwise confusions
+    transport_prior: float = 1.0
     seed: int = 0
     device: str = "auto"
     # Confidence cycling (SPEC section 4).
@@ -263,7 +265,15 @@ def train_annotator_models(
     # --- similarity and confidence-cycling state ------------------------------------------
     sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
     imputed = ImputedLabels.empty(n_items, n_annotators) if config.cycling else None
-    counts = CoLabelCounts(train_labels, n_classes) if config.cycling else None
+    counts = CoLabelCounts(train_labels, n_classes) if config.cycling or config.soft_label_transport else None
+
+    def transport_from_counts():
+        if not config.soft_label_transport:
+            return None
+        matrices = transport_matrices(counts.counts, n_annotators, n_classes, config.transport_prior)
+        return torch.from_numpy(matrices).to(device)
+
+    transport = transport_from_counts()
     use_soft = config.unlabeled_weight > 0
 
     history: list[dict] = []
@@ -286,7 +296,7 @@ def train_annotator_models(
                 p_soft = fixed_soft[torch.from_numpy(rows).to(device)]
                 has_soft = p_soft.sum(-1) > 0
             elif use_soft:
-                p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source)
+                p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source, transport)
             else:
                 p_soft, has_soft = None, None
             loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
@@ -301,9 +311,10 @@ def train_annotator_models(
 
         n_imputed = 0
         if imputed is not None and epoch % config.cycle_every == 0:
-            n_imputed = _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch, eval_batch)
+            n_imputed = _cycle(model, x, y_train, train_labels, train_items, sim, transport, imputed, counts, config, epoch, eval_batch)
             if n_imputed:
                 sim = torch.as_tensor(counts.kappa(config.min_overlap), dtype=torch.float32, device=device)
+                transport = transport_from_counts()
 
         val_acc = mean_accuracy(predict_labels(model, x, val_items, eval_batch), val_labels[val_items]) if val_items.size else float("nan")
         improved = val_acc > best_acc or best_state is None
@@ -345,11 +356,12 @@ def train_annotator_models(
     )
 
 
-def _cycle(model, x, y_train, train_labels, train_items, sim, imputed, counts, config, epoch, batch_size) -> int:
+def _cycle(model, x, y_train, train_labels, train_items, sim, transport, imputed, counts, config, epoch, batch_size) -> int:
     """Impute every confident soft label of the training items (SPEC section 4)."""
     n_new = 0
     for rows, log_p in predict_log_proba(model, x, train_items, batch_size):
-        p_soft, has_soft = soft_labels(log_p.exp(), y_train[torch.from_numpy(rows).to(y_train.device)], sim, config.soft_label_source)
+        probs = log_p.exp() if log_p.dim() == 3 else log_p.exp().mean(0)
+        p_soft, has_soft = soft_labels(probs, y_train[torch.from_numpy(rows).to(y_train.device)], sim, config.soft_label_source, transport)
         conf = confidence(p_soft, config.confidence_formula)
         n_new += impute_confident(
             imputed, train_labels, rows, p_soft.cpu().numpy(), has_soft.cpu().numpy(), conf.cpu().numpy(),
