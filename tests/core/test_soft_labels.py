@@ -76,3 +76,30 @@ def test_loss_hand_computed_and_kl_direction():
     assert loss.item() == pytest.approx(ce + kl_soft_to_model, abs=1e-6)
     loss_half, _ = simlabel_loss(log_probs, LABELS, p_soft, soft_mask, unlabeled_weight=0.5)
     assert loss_half.item() == pytest.approx(ce + 0.5 * kl_soft_to_model, abs=1e-6)
+
+
+def test_transport_carries_each_labeller_into_the_missing_annotators_label_space():
+    # Annotator 0 always says the opposite of annotator 2: T[0, 2] swaps the classes.
+    transport = torch.eye(2).expand(3, 3, 2, 2).clone()
+    transport[0, 2] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    p_soft, _ = soft_labels(PROBS, LABELS, S, transport=transport)
+    # 0.75 * (0.9, 0.1) + 0.25 * swap(0.3, 0.7) = (0.675 + 0.175, 0.075 + 0.075)
+    torch.testing.assert_close(p_soft[0, 0], torch.tensor([0.85, 0.15]))
+    identity, _ = soft_labels(PROBS, LABELS, S, transport=torch.eye(2).expand(3, 3, 2, 2))
+    torch.testing.assert_close(identity, soft_labels(PROBS, LABELS, S)[0])
+
+
+def test_transport_matrices_from_counts():
+    import numpy as np
+
+    from simlabel.core.kappa import colabel_counts, transport_matrices
+
+    # Annotator 1 labels 1 whenever annotator 0 labels 0 (3 items); annotator 2 shares nothing.
+    y = np.array([[0, 1, -1], [0, 1, -1], [0, 1, -1], [-1, -1, 1]])
+    t = transport_matrices(colabel_counts(y, 2), 3, 2, prior=1.0)
+    assert t.shape == (3, 3, 2, 2)
+    np.testing.assert_allclose(t.sum(-1), 1.0, rtol=1e-6)
+    # P(1 says z | 0 says 0) = (counts (0, 3) + prior (1, 0) + 1e-3) / 4.002
+    np.testing.assert_allclose(t[1, 0, 0], [(1 + 1e-3) / 4.002, (3 + 1e-3) / 4.002], rtol=1e-5)
+    # No overlap: identity-like (the paper's soft label).
+    assert t[2, 0, 0].argmax() == 0 and t[2, 0, 1].argmax() == 1
