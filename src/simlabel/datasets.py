@@ -6,28 +6,13 @@ never leaves a half-written catalog output.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from kedro.io import AbstractDataset, DatasetError
 
-
-@contextmanager
-def atomic_path(target: Path, suffix: str = ""):
-    """Yield a temporary path in ``target``'s folder; rename it onto ``target`` on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix + ".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from simlabel.atomic import atomic_path
 
 
 class NpyDataset(AbstractDataset[np.ndarray, np.ndarray]):

@@ -60,6 +60,64 @@ class ImputedLabels:
         )
 
 
+def propose_imputations(
+    imputed: ImputedLabels,
+    observed: np.ndarray,
+    items: np.ndarray,
+    p_soft: np.ndarray,
+    has_soft: np.ndarray,
+    conf: np.ndarray,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of ``items`` that this cycle imputes (SPEC section 4).
+
+    Every soft-labelled missing entry with ``conf >= threshold`` gets ``argmax(p_soft)``, unless
+    an earlier imputation of that entry was at least as confident; observed labels never change.
+
+    Parameters
+    ----------
+    imputed : current imputations, (N, A) arrays.
+    observed : (N, A) int observed labels, ``MISSING`` = -1.
+    items : (m,) row indices the following arrays describe.
+    p_soft : (m, A, C) soft labels; has_soft : (m, A) bool; conf : (m, A) float.
+    threshold : T.
+
+    Returns
+    -------
+    rows, cols, labels, confidences of the chosen entries (row indices into the full matrix).
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
+    items = np.asarray(items)
+    chosen = has_soft & (observed[items] == MISSING) & (conf >= threshold) & (conf > imputed.confidence[items])
+    local, cols = np.nonzero(chosen)
+    return items[local], cols, p_soft.argmax(-1)[local, cols], conf[local, cols]
+
+
+def apply_imputations(
+    imputed: ImputedLabels,
+    observed: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    labels: np.ndarray,
+    confidences: np.ndarray,
+    epoch: int,
+    counts: CoLabelCounts | None = None,
+) -> int:
+    """Write chosen imputations in place; ``counts`` (co-label counts of observed + imputed
+    labels) follow, so their kappa equals a recount. Returns the number of entries written."""
+    if len(rows) == 0:
+        return 0
+    changed = np.unique(rows)
+    before = imputed.merged_with(observed, changed) if counts is not None else None
+    imputed.label[rows, cols] = labels
+    imputed.confidence[rows, cols] = confidences
+    imputed.epoch[rows, cols] = epoch
+    if counts is not None:
+        counts.update(before, imputed.merged_with(observed, changed))
+    return len(rows)
+
+
 def impute_confident(
     imputed: ImputedLabels,
     observed: np.ndarray,
@@ -71,45 +129,7 @@ def impute_confident(
     epoch: int,
     counts: CoLabelCounts | None = None,
 ) -> int:
-    """One cycle of Algorithm 1 on some training items, in place.
-
-    Every soft-labelled missing entry with ``conf >= threshold`` is imputed with
-    ``argmax(p_soft)``, unless an earlier imputation of that entry was at least as confident.
-    Observed labels are never overwritten. ``counts`` (if given) are updated so that their
-    kappa equals a recount from observed + imputed labels.
-
-    Parameters
-    ----------
-    imputed : current imputations, (N, A) arrays, updated in place.
-    observed : (N, A) int observed labels, ``MISSING`` = -1.
-    items : (m,) row indices the following arrays describe.
-    p_soft : (m, A, C) soft labels; has_soft : (m, A) bool; conf : (m, A) float.
-    threshold : T.
-    epoch : recorded with each new imputation.
-    counts : co-label counts of ``imputed.merged_with(observed)`` before the call.
-
-    Returns
-    -------
-    Number of entries imputed or replaced.
-    """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
-    items = np.asarray(items)
-    chosen = (
-        has_soft
-        & (observed[items] == MISSING)
-        & (conf >= threshold)
-        & (conf > imputed.confidence[items])
-    )
-    n_chosen = int(chosen.sum())
-    if not n_chosen:
-        return 0
-    changed = items[chosen.any(1)]
-    before = imputed.merged_with(observed, changed)
-    rows, cols = np.nonzero(chosen)
-    imputed.label[items[rows], cols] = p_soft.argmax(-1)[rows, cols]
-    imputed.confidence[items[rows], cols] = conf[rows, cols]
-    imputed.epoch[items[rows], cols] = epoch
-    if counts is not None:
-        counts.update(before, imputed.merged_with(observed, changed))
-    return n_chosen
+    """One cycle of Algorithm 1 on some training items, in place: ``propose_imputations`` then
+    ``apply_imputations``. Returns the number of entries imputed or replaced."""
+    chosen = propose_imputations(imputed, observed, items, p_soft, has_soft, conf, threshold)
+    return apply_imputations(imputed, observed, *chosen, epoch, counts)

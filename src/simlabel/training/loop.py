@@ -13,12 +13,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from simlabel.core.cycling import ImputedLabels, impute_confident
+from simlabel.atomic import atomic_path
+from simlabel.core.cycling import ImputedLabels, apply_imputations, propose_imputations
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.labels import MISSING
 from simlabel.core.losses import simlabel_loss
@@ -68,6 +70,9 @@ class TrainConfig:
     finetune_backbone: bool = False
     backbone: str = "efficientnet_lite0"
     backbone_learning_rate: float = 1e-4
+    mixed_precision: bool = True  # bf16 / fp16 autocast on CUDA; ignored on CPU
+    state_path: str | None = None  # full training state written here after every epoch
+    resume: bool = False  # continue from state_path if it exists
 
     @classmethod
     def from_params(cls, *overrides: dict) -> TrainConfig:
@@ -112,7 +117,10 @@ class BatchSource:
     def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
             return self.data[torch.as_tensor(rows, device=self.data.device)]
-        return torch.from_numpy(np.array(self.data[rows])).to(self.device)
+        batch = torch.from_numpy(np.array(self.data[rows]))
+        if self.device.type == "cuda":  # pinned host memory: asynchronous copies to the GPU
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
 
 
 @dataclass
@@ -180,6 +188,11 @@ def train_annotator_models(
 ) -> TrainingResult:
     """Train one model per annotator with similarity-weighted soft labels.
 
+    Under ``torchrun`` (an initialised ``torch.distributed`` process group) every rank trains
+    on its share of each epoch's items through DistributedDataParallel; imputations are
+    gathered from all ranks so every rank holds the same imputed labels, co-label counts and
+    similarity.
+
     Parameters
     ----------
     tokens : (N, T, D) float32 inputs (T frames / tokens; T = 1 for plain features). With
@@ -188,7 +201,8 @@ def train_annotator_models(
     train_rows, val_rows : (N,) bool item masks; only training labels are trained on.
     similarity : (A, A) annotator similarity from the training labels.
     n_classes : C.
-    config : the recipe.
+    config : the recipe. With ``state_path`` set, the full training state is written there
+        (atomically) after every epoch, and ``resume`` continues from it.
     frames : (N, K, H, W, 3) uint8, the model's inputs when ``config.finetune_backbone``
         (read batch by batch, so a memory map works).
     soft_targets : (N, A, C) fixed soft labels used instead of the similarity-weighted ones
@@ -206,6 +220,7 @@ def train_annotator_models(
     if similarity.shape != (n_annotators, n_annotators):
         raise ValueError(f"similarity must be ({n_annotators}, {n_annotators}), got {similarity.shape}")
     device = resolve_device(config.device)
+    rank, world = distributed_rank_and_size()
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
 
@@ -253,14 +268,20 @@ def train_annotator_models(
         model = EndToEnd(encoder, model)
         param_groups.append({"params": list(encoder.parameters()), "lr": config.backbone_learning_rate})
     model = model.to(device)
+    # Every rank sees batch_size / world items per step, so the effective batch (and the
+    # schedule) match a single-process run.
+    local_batch = max(1, config.batch_size // world)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     eval_batch = config.batch_size if config.finetune_backbone else 512
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_items) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(config.max_epochs * steps_per_epoch, config.warmup_fraction)
     )
-
     warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
+    amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = config.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     # --- similarity and confidence-cycling state ------------------------------------------
     sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
@@ -277,16 +298,39 @@ def train_annotator_models(
     use_soft = config.unlabeled_weight > 0
 
     history: list[dict] = []
-    best_acc, best_epoch, best_state = -1.0, -1, None
-    for epoch in range(1, config.max_epochs + 1):
+    best_acc, best_epoch, best_state, first_epoch = -1.0, -1, None, 1
+    if config.resume and config.state_path and Path(config.state_path).is_file():
+        state = torch.load(config.state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        order.set_state(state["order_rng"])
+        best_acc, best_epoch, best_state, history = state["best_acc"], state["best_epoch"], state["best_state"], state["history"]
+        sim = state["similarity"].to(device)
+        if imputed is not None:
+            imputed = ImputedLabels(*state["imputed"])
+        if counts is not None:
+            counts.counts = state["counts"]
+            transport = transport_from_counts()
+        first_epoch = state["epoch"] + 1
+        logger.info("resumed from %s after epoch %d", config.state_path, state["epoch"])
+
+    for epoch in range(first_epoch, config.max_epochs + 1):
+        if history and _stopped_early(history, warmup_epochs, config.patience, best_epoch):
+            break
         started = time.perf_counter()
-        model.train()
+        trained.train()
         totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
         perm = train_items[torch.randperm(len(train_items), generator=order).numpy()]
         for lo in range(0, len(perm), config.batch_size):
-            rows = perm[lo : lo + config.batch_size]
+            rows = perm[lo : lo + config.batch_size][rank::world][:local_batch]
             y_batch = y_train[torch.from_numpy(rows).to(device)]
-            log_p = model(x[rows])
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                log_p = trained(x[rows]).float()
             targets = y_batch
             if config.imputed_as_targets and imputed is not None:
                 targets = torch.from_numpy(imputed.merged_with(train_labels, rows)).to(device)
@@ -301,9 +345,11 @@ def train_annotator_models(
                 p_soft, has_soft = None, None
             loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             totals["loss"] += loss.item() / steps_per_epoch
             totals["ce"] += parts["ce"] / steps_per_epoch
@@ -311,14 +357,15 @@ def train_annotator_models(
 
         n_imputed = 0
         if imputed is not None and epoch % config.cycle_every == 0:
-            n_imputed = _cycle(model, x, y_train, train_labels, train_items, sim, transport, imputed, counts, config, epoch, eval_batch)
+            chosen = _propose(model, x, y_train, train_labels, train_items[rank::world], sim, transport, imputed, config, eval_batch)
+            chosen = _gather_imputations(chosen, world)
+            n_imputed = apply_imputations(imputed, train_labels, *chosen, epoch, counts)
             if n_imputed:
                 sim = torch.as_tensor(counts.kappa(config.min_overlap), dtype=torch.float32, device=device)
                 transport = transport_from_counts()
 
         val_acc = mean_accuracy(predict_labels(model, x, val_items, eval_batch), val_labels[val_items]) if val_items.size else float("nan")
-        improved = val_acc > best_acc or best_state is None
-        if improved:
+        if val_acc > best_acc or best_state is None:
             best_acc, best_epoch = val_acc, epoch
             best_state = copy.deepcopy(model.state_dict())
         history.append(
@@ -332,15 +379,28 @@ def train_annotator_models(
                 "seconds": time.perf_counter() - started,
             }
         )
-        logger.info(
-            "epoch %3d/%d  loss %.4f (ce %.4f, kl %.4f)  val acc %.3f  best %.3f @ %d  imputed %d  %.2fs",
-            epoch, config.max_epochs, totals["loss"], totals["ce"], totals["kl"], val_acc, best_acc,
-            best_epoch, history[-1]["imputed_total"], history[-1]["seconds"],
-        )
-        # Patience starts after warm-up: a model still at a tiny learning rate is not converged.
-        if epoch > warmup_epochs and epoch - max(best_epoch, warmup_epochs) >= config.patience:
-            logger.info("early stop: no validation improvement for %d epochs", config.patience)
-            break
+        if rank == 0:
+            logger.info(
+                "epoch %3d/%d  loss %.4f (ce %.4f, kl %.4f)  val acc %.3f  best %.3f @ %d  imputed %d  %.2fs",
+                epoch, config.max_epochs, totals["loss"], totals["ce"], totals["kl"], val_acc, best_acc,
+                best_epoch, history[-1]["imputed_total"], history[-1]["seconds"],
+            )
+        if config.state_path and rank == 0:
+            with atomic_path(config.state_path) as tmp:
+                torch.save(
+                    {
+                        "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "order_rng": order.get_state(),
+                        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                        "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
+                        "similarity": sim.cpu(), "counts": counts.counts if counts is not None else None,
+                        "imputed": None if imputed is None else (imputed.label, imputed.confidence, imputed.epoch),
+                    },
+                    tmp,
+                )
+    if history and _stopped_early(history, warmup_epochs, config.patience, best_epoch) and rank == 0:
+        logger.info("early stop: no validation improvement for %d epochs", config.patience)
 
     model.load_state_dict(best_state)
     model.eval()
@@ -356,18 +416,41 @@ def train_annotator_models(
     )
 
 
-def _cycle(model, x, y_train, train_labels, train_items, sim, transport, imputed, counts, config, epoch, batch_size) -> int:
-    """Impute every confident soft label of the training items (SPEC section 4)."""
-    n_new = 0
-    for rows, log_p in predict_log_proba(model, x, train_items, batch_size):
+def _stopped_early(history: list[dict], warmup_epochs: int, patience: int, best_epoch: int) -> bool:
+    """Patience starts after warm-up: a model still at a tiny learning rate is not converged."""
+    epoch = history[-1]["epoch"]
+    return epoch > warmup_epochs and epoch - max(best_epoch, warmup_epochs) >= patience
+
+
+def distributed_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed process group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather_imputations(chosen: tuple, world: int) -> tuple:
+    """Every rank's proposed imputations, concatenated in rank order on every rank."""
+    if world == 1:
+        return chosen
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, chosen)
+    return tuple(np.concatenate(parts) for parts in zip(*gathered, strict=True))
+
+
+def _propose(model, x, y_train, train_labels, items, sim, transport, imputed, config, batch_size) -> tuple:
+    """Confident soft labels of ``items`` to impute this cycle (SPEC section 4)."""
+    parts = []
+    for rows, log_p in predict_log_proba(model, x, items, batch_size):
         probs = log_p.exp() if log_p.dim() == 3 else log_p.exp().mean(0)
         p_soft, has_soft = soft_labels(probs, y_train[torch.from_numpy(rows).to(y_train.device)], sim, config.soft_label_source, transport)
         conf = confidence(p_soft, config.confidence_formula)
-        n_new += impute_confident(
-            imputed, train_labels, rows, p_soft.cpu().numpy(), has_soft.cpu().numpy(), conf.cpu().numpy(),
-            config.threshold, epoch, counts,
+        parts.append(
+            propose_imputations(imputed, train_labels, rows, p_soft.cpu().numpy(), has_soft.cpu().numpy(), conf.cpu().numpy(), config.threshold)
         )
-    return n_new
+    if not parts:
+        return tuple(np.zeros(0, dtype) for dtype in (np.int64, np.int64, np.int64, np.float64))
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def model_from_checkpoint(payload: dict) -> torch.nn.Module:
