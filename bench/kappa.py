@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 from _common import best_of, emit, load_cifar10n, machine, peak_rss_mb
+from sklearn.metrics import cohen_kappa_score
 
 from simlabel.core.kappa import kappa_matrix
 
@@ -34,8 +35,6 @@ def naive_pair_kappa(y: np.ndarray, j: int, k: int, min_overlap: int = 1) -> tup
     """What a naive loop does for one pair: overlap mask, then sklearn on the overlap.
 
     Returns (kappa with SPEC edge rules, whether sklearn was called)."""
-    from sklearn.metrics import cohen_kappa_score
-
     both = (y[:, j] != MISSING) & (y[:, k] != MISSING)
     n = int(both.sum())
     if n == 0 or n < min_overlap:

@@ -91,3 +91,56 @@ def test_rejects_bad_labels():
         kappa_matrix(np.array([[0, 3]]), 3)
     with pytest.raises(ValueError, match="2-D"):
         kappa_matrix(np.array([0, 1]), 3)
+
+
+def test_incremental_similarity_equals_full_recompute_exactly():
+    """CoLabelCounts recomputes only the pairs an update touches: bit-identical to a recount,
+    through label additions, changes and removals, new pairs and pairs losing their overlap."""
+    rng = np.random.default_rng(3)
+    n_items, n_annotators, n_classes = 150, 10, 3
+    y = rng.integers(0, n_classes, (n_items, n_annotators))
+    y[rng.random(y.shape) < 0.8] = MISSING
+    y[:, 9] = MISSING  # an annotator who labelled nothing yet: all its pairs are new
+    y[:5, 9] = 1  # ... then a single-class one (p_e = 1 edge cases)
+    counts = CoLabelCounts(y, n_classes)
+    current = y.copy()
+    before = counts.kappa(1)
+    counts.kappa(3)  # two similarities kept up to date side by side
+    for step in range(60):
+        items = rng.choice(n_items, rng.integers(1, 4), replace=False)
+        new_rows = current[items].copy()
+        kind = step % 3
+        if kind == 0:  # impute missing entries
+            fill = (new_rows == MISSING) & (rng.random(new_rows.shape) < 0.2)
+            new_rows[fill] = rng.integers(0, n_classes, fill.sum())
+        elif kind == 1:  # change observed labels
+            change = (new_rows != MISSING) & (rng.random(new_rows.shape) < 0.5)
+            new_rows[change] = rng.integers(0, n_classes, change.sum())
+        else:  # remove labels (overlaps shrink, some to zero)
+            new_rows[rng.random(new_rows.shape) < 0.5] = MISSING
+        counts.update(current[items], new_rows)
+        current[items] = new_rows
+        for min_overlap in (1, 3):
+            np.testing.assert_array_equal(counts.kappa(min_overlap), kappa_matrix(current, n_classes, min_overlap))
+    np.testing.assert_array_equal(counts.kappa(2), kappa_matrix(current, n_classes, 2))  # first asked late
+    assert (counts.counts != CoLabelCounts(current, n_classes).counts).nnz == 0
+    counts.update(current[:2], current[:2])  # no change
+    np.testing.assert_array_equal(counts.kappa(1), kappa_matrix(current, n_classes, 1))
+    # kappa() returns a new array: changing it, or later updates, leave earlier results alone.
+    result = counts.kappa(1)
+    result[:] = -1
+    np.testing.assert_array_equal(counts.kappa(1), kappa_matrix(current, n_classes, 1))
+    assert not np.array_equal(before, counts.kappa(1))
+    np.testing.assert_array_equal(before, kappa_matrix(y, n_classes, 1))
+
+
+def test_kappa_matrix_independent_of_memory_layout():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, (80, 7))
+    y[rng.random(y.shape) < 0.6] = MISSING
+    expected = sklearn_kappa_matrix(y)
+    strided = np.repeat(y, 2, axis=1)[:, ::2]  # neither C- nor F-contiguous
+    assert np.array_equal(strided, y) and not (strided.flags.c_contiguous or strided.flags.f_contiguous)
+    for layout in (np.ascontiguousarray(y), np.asfortranarray(y), strided):
+        np.testing.assert_allclose(kappa_matrix(layout, 4), expected, atol=1e-12)
+        np.testing.assert_array_equal(kappa_matrix(layout, 4), kappa_matrix(y, 4))

@@ -61,3 +61,19 @@ def test_predict_end_to_end(tiny_project, tmp_path):
     assert out["item_id"].str.startswith("new_clip_").all()
     assert set(out["label"]) <= {"worry", "happiness", "neutral", "anger", "surprise", "sadness", "other", "unknown"}
     assert out["probability"].between(0, 1).all()
+
+
+def test_distributed_training_entry_point_with_two_gloo_ranks(tiny_project):
+    run(["kedro", "run", "--pipeline=demo_data"], tiny_project)
+    run(["kedro", "run", "--pipeline=simlabel"], tiny_project)
+    checkpoint = tiny_project / "data/06_models/simlabel/checkpoint.pt"
+    before = checkpoint.stat().st_mtime_ns
+    result = run(
+        ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "simlabel.distributed", "--pipelines", "training",
+         "--params", "training.max_epochs=3"],
+        tiny_project,
+    )
+    assert "rank 0 saved" in result.stdout + result.stderr
+    assert checkpoint.stat().st_mtime_ns > before
+    history = pd.read_csv(tiny_project / "data/07_model_output/simlabel/training_history.csv")
+    assert history["epoch"].max() <= 3
