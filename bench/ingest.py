@@ -171,7 +171,10 @@ def main() -> None:
             f"({fig['output_fps']:.0f}/s); decoded frames {'MET' if fig['decoded_fps'] >= 300 else 'MISSED'} "
             f"({fig['decoded_fps']:.0f}/s)"
         )
-    emit({"frames_per_s": round(head["output_fps"], 1), "ratio_vs_pil": round(head["ratio"], 2)})
+    # frames_per_s counts 640x480 input frames taken through decode + sample + resize (the
+    # throughput over video); output_frames_per_s counts the 224x224 frames stored.
+    emit({"frames_per_s": round(head["decoded_fps"], 1), "output_frames_per_s": round(head["output_fps"], 1),
+          "ratio_vs_pil": round(head["ratio"], 2)})
 
 
 if __name__ == "__main__":

@@ -314,7 +314,7 @@ def train_annotator_models(
         if imputed is not None:
             imputed = ImputedLabels(*state["imputed"])
         if counts is not None:
-            counts.counts = state["counts"]
+            counts = state["counts"]
             transport = transport_from_counts()
         first_epoch = state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", config.state_path, state["epoch"])
@@ -394,7 +394,7 @@ def train_annotator_models(
                         "torch_rng": torch.get_rng_state(), "order_rng": order.get_state(),
                         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                         "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
-                        "similarity": sim.cpu(), "counts": counts.counts if counts is not None else None,
+                        "similarity": sim.cpu(), "counts": counts,
                         "imputed": None if imputed is None else (imputed.label, imputed.confidence, imputed.epoch),
                     },
                     tmp,
