@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-CIFAR10N = Path(os.environ.get("SIMLABEL_CIFAR10N", "/work/shared/data/cifar10n"))
+CIFAR10N = Path(os.environ.get("SIMLABEL_CIFAR10N", ROOT.parent / "shared" / "data" / "cifar10n"))
 
 
 def load_cifar10n():

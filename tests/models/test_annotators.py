@@ -165,3 +165,21 @@ def test_unknown_options_are_errors():
     with pytest.raises(ValueError, match="unknown architecture"):
         make("transformer")
     assert math.isfinite(ConfusionModel.__init__.__defaults__[-1]) and GaussianModel
+
+
+@pytest.mark.parametrize("architecture", ["heads", "madl", "padl"])
+@pytest.mark.parametrize("head_hidden", [0, 6])
+def test_entry_forward_equals_the_dense_output_at_those_entries(architecture, head_hidden, tokens):
+    model = make(architecture, head_hidden=head_hidden).eval()
+    items = torch.tensor([0, 0, 3, 9, 5])
+    annotators = torch.tensor([1, 3, 0, 2, 1])
+    torch.manual_seed(5)
+    dense = model(tokens)
+    torch.manual_seed(5)
+    entries = model(tokens, items, annotators)
+    if architecture == "padl":  # Monte-Carlo: compare the deterministic means instead
+        mean, _ = model.distribution(tokens)
+        mean_e, _ = model.distribution(tokens, items, annotators)
+        torch.testing.assert_close(mean_e, mean[items, annotators])
+    else:
+        torch.testing.assert_close(entries, dense[items, annotators])

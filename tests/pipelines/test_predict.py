@@ -47,3 +47,14 @@ def test_predict_writes_every_annotator_for_every_new_item(trained):
         predict_annotators({}, payload, {}, embeddings[:2, :1], np.zeros((0,)), items, {"branch": "simlabel", "architecture": None})
     with pytest.raises(ValueError, match="branch"):
         predict_annotators({}, payload, {}, embeddings[:2], np.zeros((0,)), items, {"branch": "best"})
+
+
+def test_training_state_is_written_per_branch_and_architecture(tmp_path, trained):
+    fitted, embeddings = trained
+    label_matrix = fitted.label_matrix
+    split = fitted.split.rename("split").reset_index()
+    similarity = pd.DataFrame(np.full((3, 3), 0.5), index=label_matrix.columns, columns=label_matrix.columns)
+    training = {"architectures": ["heads"], "max_epochs": 2, "hidden": 8, "device": "cpu", "state_dir": str(tmp_path)}
+    fit(embeddings, None, label_matrix, split, similarity, ["x", "y", "z"], training, {"min_overlap": 2}, {"branch": "skip"})
+    state = torch.load(tmp_path / "skip" / "heads.pt", weights_only=False)
+    assert state["epoch"] == 2 and len(state["history"]) == 2

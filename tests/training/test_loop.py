@@ -101,3 +101,42 @@ def test_finetuning_the_backbone_end_to_end():
     torch.testing.assert_close(log_p.exp().sum(-1), torch.ones(n_items, n_annotators))
     with pytest.raises(ValueError, match="frames"):
         train_annotator_models(tokens, labels, rows, ~rows, np.zeros((2, 2)), 2, config)
+
+
+@pytest.mark.parametrize("architecture", ["heads", "madl"])
+@pytest.mark.parametrize("source", ["predictions", "mixed"])
+def test_sampling_every_soft_entry_gives_the_dense_loss(architecture, source):
+    from simlabel.core.losses import simlabel_loss
+    from simlabel.core.soft_labels import soft_labels
+    from simlabel.models.annotators import build_model
+    from simlabel.training.loop import sampled_entries
+
+    torch.manual_seed(0)
+    n_items, n_annotators, n_classes, dim = 12, 5, 3, 6
+    model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
+                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=8, dropout=0.0).eval()
+    tokens = torch.randn(n_items, 1, dim)
+    labels = torch.randint(0, n_classes, (n_items, n_annotators))
+    labels[torch.rand(n_items, n_annotators) < 0.6] = -1
+    labels[0] = -1  # an item nobody labelled
+    similarity = torch.rand(n_annotators, n_annotators)
+    config = TrainConfig.from_params({"architecture": architecture, "soft_entries_per_item": n_annotators, "soft_label_source": source})
+    log_p = model(tokens)
+    p_soft, has_soft = soft_labels(log_p.exp(), labels, similarity, source)
+    dense, dense_parts = simlabel_loss(log_p, labels, p_soft, has_soft, 1.0)
+    sampled, sampled_parts = simlabel_loss(
+        *sampled_entries(model, tokens, labels, labels, similarity, None, config, torch.Generator().manual_seed(0)), 1.0
+    )
+    assert sampled_parts["n_observed"] == dense_parts["n_observed"]
+    assert sampled_parts["n_soft"] == dense_parts["n_soft"]
+    torch.testing.assert_close(sampled, dense)
+
+
+def test_training_with_sampled_soft_entries(data):
+    tokens, labels, _, _, test_rows, _ = data
+    result = train(data, soft_entries_per_item=2)
+    predicted = predict_labels(result.model, torch.from_numpy(tokens), np.flatnonzero(test_rows))
+    assert mean_accuracy(predicted, labels[test_rows]) > 0.9
+    assert (result.history["kl"] > 0).all()
+    with pytest.raises(ValueError, match="soft_entries_per_item"):
+        TrainConfig.from_params({"architecture": "qumatl", "soft_entries_per_item": 4})

@@ -36,33 +36,51 @@ def labeller_index(labelled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.where(valid, index, torch.zeros_like(index)), valid
 
 
-def similarity_weights(
-    similarity: torch.Tensor, index: torch.Tensor, valid: torch.Tensor
+def weighted_soft_labels(
+    similarity: torch.Tensor,
+    annotators: torch.Tensor,
+    index: torch.Tensor,
+    valid: torch.Tensor,
+    sources: torch.Tensor,
+    transport: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights w[b, a, l] of labeller ``index[b, l]`` in annotator a's soft label (Eq. 4).
+    """Eq. 4 for any set of entries: annotator ``annotators[...]`` of an item whose labellers
+    are ``index[..., l]`` (``valid``), with their distributions ``sources[..., l, :]``.
 
     ``w_ak = S_ak / sum_{k' in O_i} S_ak'`` over the item's labellers other than a, uniform
-    over them when that sum is 0.
-
-    Parameters
-    ----------
-    similarity : (A, A) float, non-negative.
-    index, valid : (B, L) from ``labeller_index``.
+    over them when that sum is 0; ``p_soft = sum_k w_ak * sources_k`` (each source first
+    carried through ``transport[a, k]`` when given). Shapes broadcast: the dense batch uses
+    annotators (1, A) with index (B, 1, L); sampled entries use annotators (E,) with index (E, L).
 
     Returns
     -------
-    weights : (B, A, L) float, each (b, a) row sums to 1 where ``has_soft`` else 0.
-    has_soft : (B, A) bool, True where item b has at least one labeller other than a.
+    p_soft : (..., C), zeros where ``has_soft`` is False.
+    has_soft : (...) bool, the entry has at least one labeller other than its annotator.
     """
-    n_annotators = similarity.shape[0]
-    annotators = torch.arange(n_annotators, device=index.device)
-    others = valid[:, None, :] & (index[:, None, :] != annotators[None, :, None])  # (B, A, L)
-    raw = similarity[:, index].permute(1, 0, 2) * others  # (B, A, L)
+    others = valid & (index != annotators[..., None])  # (..., L)
+    raw = similarity[annotators[..., None], index] * others
     total = raw.sum(-1, keepdim=True)
     count = others.sum(-1, keepdim=True)
     uniform = others / count.clamp(min=1)
     weights = torch.where(total > 0, raw / total.clamp(min=torch.finfo(raw.dtype).tiny), uniform)
-    return weights, count.squeeze(-1) > 0
+    if transport is not None:  # (..., L, C, C): P(a says z | k says c)
+        sources = torch.einsum("...lc,...lcz->...lz", sources, transport[annotators[..., None], index])
+    return torch.einsum("...l,...lc->...c", weights, sources), count.squeeze(-1) > 0
+
+
+def labeller_sources(probs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, source: str) -> torch.Tensor:
+    """(B, L, C) distributions of each item's labellers: their predictions (``probs`` (B, A, C),
+    detached), their observed one-hot labels, or the average of both (``mixed``)."""
+    if source not in SOFT_LABEL_SOURCES:
+        raise ValueError(f"soft_label_source must be one of {SOFT_LABEL_SOURCES}, got {source!r}")
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
+    parts = []
+    if source in ("predictions", "mixed"):
+        parts.append(probs.detach()[rows, index])
+    if source in ("labels", "mixed"):
+        observed = labels[rows, index].clamp(min=0)
+        parts.append(torch.nn.functional.one_hot(observed, probs.shape[-1]).to(probs.dtype))
+    return sum(parts) / len(parts)
 
 
 def soft_labels(
@@ -90,23 +108,12 @@ def soft_labels(
     p_soft : (B, A, C), a distribution where ``has_soft`` else zeros.
     has_soft : (B, A) bool.
     """
-    if source not in SOFT_LABEL_SOURCES:
-        raise ValueError(f"soft_label_source must be one of {SOFT_LABEL_SOURCES}, got {source!r}")
     index, valid = labeller_index(labels >= 0)
-    weights, has_soft = similarity_weights(similarity.to(probs.dtype), index, valid)
-    rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
-    n_classes = probs.shape[-1]
-    parts = []
-    if source in ("predictions", "mixed"):
-        parts.append(probs.detach()[rows, index])  # (B, L, C)
-    if source in ("labels", "mixed"):
-        observed = labels[rows, index].clamp(min=0)
-        parts.append(torch.nn.functional.one_hot(observed, n_classes).to(probs.dtype))
-    sources = sum(parts) / len(parts)  # (B, L, C)
-    if transport is None:
-        return torch.einsum("bal,blc->bac", weights, sources), has_soft
-    pair_transport = transport[:, index].permute(1, 0, 2, 3, 4)  # (B, A, L, C, C)
-    return torch.einsum("bal,blc,balcz->baz", weights, sources, pair_transport), has_soft
+    sources = labeller_sources(probs, labels, index, source)  # (B, L, C)
+    annotators = torch.arange(labels.shape[1], device=labels.device)[None, :]
+    return weighted_soft_labels(
+        similarity.to(probs.dtype), annotators, index[:, None, :], valid[:, None, :], sources[:, None], transport
+    )
 
 
 def confidence(p: torch.Tensor, formula: str = "product") -> torch.Tensor:

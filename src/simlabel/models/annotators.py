@@ -50,9 +50,14 @@ class BatchedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_annotators, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:  # shared input for every annotator
-            return torch.einsum("bi,aio->bao", x, self.weight) + self.bias
+        a, i, o = self.weight.shape
+        if x.dim() == 2:  # shared input for every annotator: one (B, I) x (I, A*O) matmul
+            return (x @ self.weight.permute(1, 0, 2).reshape(i, a * o)).view(-1, a, o) + self.bias
         return torch.einsum("bai,aio->bao", x, self.weight) + self.bias
+
+    def entries(self, x: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
+        """(E, I) inputs of E (item, annotator) entries -> (E, O), each through its annotator's map."""
+        return torch.einsum("ei,eio->eo", x, self.weight[annotators]) + self.bias[annotators]
 
 
 class PooledTrunk(nn.Module):
@@ -76,6 +81,13 @@ def per_annotator_head(n_annotators: int, hidden: int, n_classes: int, head_hidd
     )
 
 
+def head_entries(head: nn.Sequential, x: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
+    """Apply a ``per_annotator_head`` to E entries only: (E, I) -> (E, O)."""
+    for layer in head:
+        x = layer.entries(x, annotators) if isinstance(layer, BatchedLinear) else layer(x)
+    return x
+
+
 def _batched_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for m in module.modules() if isinstance(m, BatchedLinear) for p in (m.weight, m.bias)]
 
@@ -91,8 +103,12 @@ class HeadsModel(nn.Module):
         self.trunk = PooledTrunk(in_dim, hidden, dropout, feature_mean, feature_std)
         self.heads = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.heads(self.trunk(tokens)), dim=-1)
+    def forward(self, tokens: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
+        """(B, A, C) log-probabilities, or (E, C) for the entries (``items[e]`` of the batch,
+        ``annotators[e]``) only."""
+        if items is None:
+            return torch.log_softmax(self.heads(self.trunk(tokens)), dim=-1)
+        return torch.log_softmax(head_entries(self.heads, self.trunk(tokens)[items], annotators), dim=-1)
 
     def annotator_parameters(self) -> list[nn.Parameter]:
         return _batched_parameters(self.heads)
@@ -179,25 +195,35 @@ class ConfusionModel(nn.Module):
         """(B, C) log p(y | x) of the ground-truth head."""
         return torch.log_softmax(self.truth_head(self.trunk(tokens)), dim=-1)
 
-    def confusion_log_proba(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, A, C_true, C_label) log P(z | x, a, y)."""
-        joint = torch.nn.functional.gelu(
-            self.from_sample(hidden)[:, None, :] + self.from_annotator(self.annotator_embedding)[None]
-        )
-        logits = self.confusion_out(joint)  # (B, A, C*C) or (B, A, C)
+    def confusion_log_proba(self, hidden: torch.Tensor, annotators: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, A, C_true, C_label) log P(z | x, a, y); with ``annotators`` (E,), ``hidden`` is
+        (E, H) (one row per entry) and the result (E, C_true, C_label)."""
+        if annotators is None:
+            joint = self.from_sample(hidden)[:, None, :] + self.from_annotator(self.annotator_embedding)[None]
+        else:
+            joint = self.from_sample(hidden) + self.from_annotator(self.annotator_embedding[annotators])
+        logits = self.confusion_out(torch.nn.functional.gelu(joint))  # (..., C*C) or (..., C)
         c = self.n_classes
         eye = torch.eye(c, device=hidden.device, dtype=hidden.dtype)
         if self.confusion == "full":
-            return torch.log_softmax(logits.view(*logits.shape[:2], c, c) + self.diagonal_prior * eye, dim=-1)
-        correct = torch.nn.functional.logsigmoid(logits + self.diagonal_prior)  # (B, A, C)
+            return torch.log_softmax(logits.view(*logits.shape[:-1], c, c) + self.diagonal_prior * eye, dim=-1)
+        correct = torch.nn.functional.logsigmoid(logits + self.diagonal_prior)  # (..., C)
         wrong = torch.nn.functional.logsigmoid(-(logits + self.diagonal_prior)) - math.log(c - 1)
         return torch.where(eye.bool(), correct[..., None], wrong[..., None])
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
+        """(B, A, C) log-probabilities, or (E, C) for the entries (``items``, ``annotators``)."""
+        if items is not None:
+            return self._entries(tokens, items, annotators)
         hidden = self.trunk(tokens)
         log_truth = torch.log_softmax(self.truth_head(hidden), dim=-1)  # (B, C)
         log_confusion = self.confusion_log_proba(hidden)  # (B, A, C, C)
         return torch.logsumexp(log_truth[:, None, :, None] + log_confusion, dim=2)
+
+    def _entries(self, tokens: torch.Tensor, items: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(tokens)[items]  # (E, H)
+        log_truth = torch.log_softmax(self.truth_head(hidden), dim=-1)  # (E, C)
+        return torch.logsumexp(log_truth[:, :, None] + self.confusion_log_proba(hidden, annotators), dim=1)
 
     def annotator_parameters(self) -> list[nn.Parameter]:
         return [self.annotator_embedding]
@@ -223,18 +249,27 @@ class GaussianModel(nn.Module):
         self.delta = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
         self.log_scale = per_annotator_head(n_annotators, hidden, n_classes, head_hidden)
 
-    def distribution(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean (B, A, C) and standard deviation (B, A, C) of every annotator's logits."""
+    def distribution(self, tokens: torch.Tensor, items=None, annotators=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (B, A, C) and standard deviation (B, A, C) of every annotator's logits, or
+        (E, C) for the entries (``items``, ``annotators``) only."""
         hidden = self.trunk(tokens)
         mu_global = self.global_head(hidden)  # (B, C)
         p_global = torch.softmax(mu_global, dim=-1)
         uncertainty = -torch.special.xlogy(p_global, p_global).sum(-1) / math.log(mu_global.shape[-1])
-        mean = mu_global[:, None, :] + self.delta(hidden)
-        sigma = torch.nn.functional.softplus(self.log_scale(hidden)) * (1.0 + uncertainty)[:, None, None]
+        if items is None:
+            mean = mu_global[:, None, :] + self.delta(hidden)  # (B, A, C)
+            sigma = torch.nn.functional.softplus(self.log_scale(hidden)) * (1.0 + uncertainty)[:, None, None]
+        else:
+            mean = mu_global[items] + head_entries(self.delta, hidden[items], annotators)
+            sigma = torch.nn.functional.softplus(head_entries(self.log_scale, hidden[items], annotators))
+            sigma = sigma * (1.0 + uncertainty[items])[:, None]
         return mean, self.sigma_scale * sigma
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        mean, sigma = self.distribution(tokens)
+    def forward(self, tokens: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
+        """(B, A, C) log-probabilities (or (S, ...) samples in training), or (E, C) for entries."""
+        return self._sample(*self.distribution(tokens, items, annotators))
+
+    def _sample(self, mean: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.n_samples == 0 or self.sigma_scale == 0:
             return torch.log_softmax(mean, dim=-1)
         noise = torch.randn((self.n_samples, *mean.shape), device=mean.device, dtype=mean.dtype)
@@ -247,6 +282,9 @@ class GaussianModel(nn.Module):
         return _batched_parameters(self.delta) + _batched_parameters(self.log_scale)
 
 
+ENTRY_ARCHITECTURES = ("heads", "madl", "padl")  # can evaluate single (item, annotator) entries
+
+
 class EndToEnd(nn.Module):
     """Fine-tune the frame encoder with the annotator model: frames (B, K, H, W, 3) uint8 ->
     per-frame features (B, K, D) -> annotator model -> (B, A, C) log-probabilities."""
@@ -256,10 +294,12 @@ class EndToEnd(nn.Module):
         self.encoder = encoder
         self.annotator_model = annotator_model
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
         batch, n_frames = frames.shape[:2]
         features = self.encoder(frames.flatten(0, 1)).view(batch, n_frames, -1)
-        return self.annotator_model(features)
+        if items is None:
+            return self.annotator_model(features)
+        return self.annotator_model(features, items, annotators)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {

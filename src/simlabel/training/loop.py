@@ -29,9 +29,11 @@ from simlabel.core.soft_labels import (
     CONFIDENCE_FORMULAS,
     SOFT_LABEL_SOURCES,
     confidence,
+    labeller_index,
     soft_labels,
+    weighted_soft_labels,
 )
-from simlabel.models.annotators import ARCHITECTURES, EndToEnd, build_model
+from simlabel.models.annotators import ARCHITECTURES, ENTRY_ARCHITECTURES, EndToEnd, build_model
 from simlabel.models.backbones import load_backbone
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class TrainConfig:
     soft_label_source: str = "predictions"
     soft_label_transport: bool = False  # carry labellers' predictions through pairwise confusions
     transport_prior: float = 1.0
+    # Many annotators: per step, each item's KL term uses this many of its soft-labelled missing
+    # entries, drawn at random (an unbiased estimate of the mean); only those entries and the
+    # observed ones are evaluated. None = every entry (the paper). heads / madl / padl only.
+    soft_entries_per_item: int | None = None
     seed: int = 0
     device: str = "auto"
     # Confidence cycling (SPEC section 4).
@@ -98,6 +104,11 @@ class TrainConfig:
             (0 <= self.warmup_fraction < 1, "warmup_fraction must be in [0, 1)"),
             (self.batch_size > 0 and self.max_epochs > 0 and self.patience > 0, "batch_size, max_epochs, patience must be > 0"),
             (self.cycle_every > 0, "cycle_every must be > 0"),
+            (
+                self.soft_entries_per_item is None
+                or (self.soft_entries_per_item > 0 and self.architecture in ENTRY_ARCHITECTURES),
+                f"soft_entries_per_item must be > 0 and needs one of {ENTRY_ARCHITECTURES}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -223,6 +234,7 @@ def train_annotator_models(
     rank, world = distributed_rank_and_size()
     torch.manual_seed(config.seed)
     order = torch.Generator().manual_seed(config.seed)
+    entry_draws = torch.Generator().manual_seed(config.seed + 1)
 
     # --- data: training labels only; everything small enough lives on the device -------------
     train_labels = np.where(np.asarray(train_rows)[:, None], labels, MISSING)
@@ -309,6 +321,7 @@ def train_annotator_models(
         if device.type == "cuda" and state["cuda_rng"] is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         order.set_state(state["order_rng"])
+        entry_draws.set_state(state["entry_rng"])
         best_acc, best_epoch, best_state, history = state["best_acc"], state["best_epoch"], state["best_state"], state["history"]
         sim = state["similarity"].to(device)
         if imputed is not None:
@@ -329,20 +342,27 @@ def train_annotator_models(
         for lo in range(0, len(perm), config.batch_size):
             rows = perm[lo : lo + config.batch_size][rank::world][:local_batch]
             y_batch = y_train[torch.from_numpy(rows).to(device)]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                log_p = trained(x[rows]).float()
             targets = y_batch
             if config.imputed_as_targets and imputed is not None:
                 targets = torch.from_numpy(imputed.merged_with(train_labels, rows)).to(device)
-            # Stochastic models return (S, B, A, C) samples; soft labels use their mean probability.
-            probs = log_p.exp() if log_p.dim() == 3 else log_p.exp().mean(0)
-            if fixed_soft is not None:
-                p_soft = fixed_soft[torch.from_numpy(rows).to(device)]
-                has_soft = p_soft.sum(-1) > 0
-            elif use_soft:
-                p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source, transport)
-            else:
-                p_soft, has_soft = None, None
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                if config.soft_entries_per_item and fixed_soft is None:
+                    log_p, targets, p_soft, has_soft = sampled_entries(
+                        trained, x[rows], targets, y_batch, sim, transport, config, entry_draws
+                    )
+                else:
+                    log_p = trained(x[rows])
+            log_p = log_p.float()
+            if not config.soft_entries_per_item or fixed_soft is not None:
+                # Stochastic models return (S, B, A, C) samples; soft labels use their mean probability.
+                probs = log_p.exp() if log_p.dim() == 3 else log_p.exp().mean(0)
+                if fixed_soft is not None:
+                    p_soft = fixed_soft[torch.from_numpy(rows).to(device)]
+                    has_soft = p_soft.sum(-1) > 0
+                elif use_soft:
+                    p_soft, has_soft = soft_labels(probs, y_batch, sim, config.soft_label_source, transport)
+                else:
+                    p_soft, has_soft = None, None
             loss, parts = simlabel_loss(log_p, targets, p_soft, has_soft, config.unlabeled_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -392,6 +412,7 @@ def train_annotator_models(
                         "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                         "torch_rng": torch.get_rng_state(), "order_rng": order.get_state(),
+                        "entry_rng": entry_draws.get_state(),
                         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                         "best_acc": best_acc, "best_epoch": best_epoch, "best_state": best_state, "history": history,
                         "similarity": sim.cpu(), "counts": counts,
@@ -414,6 +435,45 @@ def train_annotator_models(
         inputs=x,
         eval_batch_size=eval_batch,
     )
+
+
+def sampled_entries(model, inputs, targets, labels, sim, transport, config, generator):
+    """Evaluate only the observed entries and ``soft_entries_per_item`` random soft-labelled
+    missing entries per item; returns the loss inputs in the entry layout (E, 1, C).
+
+    The soft label of a sampled entry (i, a) comes from the predictions at the observed entries
+    of item i (its labellers), exactly as in the dense computation.
+    """
+    n_items, n_annotators = labels.shape
+    index, valid = labeller_index(labels >= 0)  # (B, L): each item's labellers
+    batch_of = torch.arange(n_items, device=labels.device)[:, None].expand_as(index)
+    slot_of = torch.arange(index.shape[1], device=labels.device)[None].expand_as(index)
+    obs_items, obs_annotators, obs_slots = batch_of[valid], index[valid], slot_of[valid]
+    # k random missing annotators per item that has a labeller (random scores, top k).
+    scores = torch.rand((n_items, n_annotators), generator=generator).to(labels.device)
+    scores = torch.where((labels < 0) & valid.any(1, keepdim=True), scores, -1.0)
+    top, picked = scores.topk(min(config.soft_entries_per_item, n_annotators), dim=1)
+    keep = top >= 0
+    soft_items = torch.arange(n_items, device=labels.device)[:, None].expand_as(picked)[keep]
+    soft_annotators = picked[keep]
+    items = torch.cat([obs_items, soft_items])
+    annotators = torch.cat([obs_annotators, soft_annotators])
+    log_p = model(inputs, items, annotators)  # (E, C) or (S, E, C)
+    probs = (log_p.exp() if log_p.dim() == 2 else log_p.exp().mean(0)).detach()
+    n_obs = obs_items.numel()
+    sources = torch.zeros((*index.shape, probs.shape[-1]), device=probs.device, dtype=probs.dtype)
+    if config.soft_label_source in ("predictions", "mixed"):
+        sources[obs_items, obs_slots] = probs[:n_obs]
+    if config.soft_label_source in ("labels", "mixed"):
+        one_hot = torch.nn.functional.one_hot(labels[obs_items, obs_annotators], probs.shape[-1]).to(probs.dtype)
+        sources[obs_items, obs_slots] = (sources[obs_items, obs_slots] + one_hot) / (2 if config.soft_label_source == "mixed" else 1)
+    p_soft_sampled, has_soft_sampled = weighted_soft_labels(
+        sim.to(probs.dtype), soft_annotators, index[soft_items], valid[soft_items], sources[soft_items], transport
+    )
+    p_soft = torch.cat([torch.zeros_like(probs[:n_obs]), p_soft_sampled])
+    has_soft = torch.cat([torch.zeros(n_obs, dtype=torch.bool, device=probs.device), has_soft_sampled])
+    entry_targets = torch.cat([targets[obs_items, obs_annotators], torch.full_like(soft_items, MISSING)])
+    return log_p.unsqueeze(-2), entry_targets[:, None], p_soft[:, None], has_soft[:, None]
 
 
 def _stopped_early(history: list[dict], warmup_epochs: int, patience: int, best_epoch: int) -> bool:

@@ -30,7 +30,7 @@ def train_with_cycling(
     """
     fitted = fit(
         embeddings, frames, label_matrix, item_split, similarity, classes, training_params, similarity_params,
-        {"cycling": True, **cycling_params},
+        {"cycling": True, "branch": "simlabel_confidence", **cycling_params},
     )
     primary = fitted.primary
     imputed = primary.imputed.to_frame(label_matrix.index, label_matrix.columns)

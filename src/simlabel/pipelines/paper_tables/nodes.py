@@ -20,7 +20,8 @@ def run_paper_experiments(
     training: dict, similarity: dict,
 ) -> pd.DataFrame:
     """Every run of the experiment; one row per (architecture, r, seed, method, annotator)."""
-    training = {k: v for k, v in training.items() if k != "architectures"} | params.get("training", {})
+    # Many short runs: no per-epoch state files, one architecture per run.
+    training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | params.get("training", {})
     seeds = list(range(params["seeds"]))
     ablation = params.get("ablation") or None
     runs = plan_runs(params["architectures"], params["extra_missing"], seeds, params["methods"], ablation)

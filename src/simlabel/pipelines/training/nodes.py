@@ -55,6 +55,9 @@ def fit(
     if list(similarity.columns) != list(label_matrix.columns):
         raise ValueError("similarity and label matrix disagree on the annotators: rerun the similarity stage")
     params = dict(training_params)
+    state_dir = params.pop("state_dir", None)
+    overrides = [dict(o) for o in overrides]
+    branch = next((o.pop("branch") for o in overrides if "branch" in o), "run")
     architectures = params.pop("architectures", None) or ["heads"]
     if isinstance(architectures, str):  # from the command line: --params="training.architectures=heads madl"
         architectures = re.split(r"[\s,;]+", architectures.strip())
@@ -64,8 +67,10 @@ def fit(
         tokens = tokens[:, None, :]
     results, configs = {}, {}
     for architecture in architectures:
+        # Per-epoch training state, so `resume: true` continues a run that was killed.
+        state = {"state_path": f"{state_dir}/{branch}/{architecture}.pt"} if state_dir else {}
         config = TrainConfig.from_params(
-            params, {"min_overlap": similarity_params["min_overlap"]}, *overrides, {"architecture": architecture}
+            params, {"min_overlap": similarity_params["min_overlap"]}, *overrides, {"architecture": architecture}, state
         )
         results[architecture] = train_annotator_models(
             tokens,

@@ -1,0 +1,101 @@
+"""One SimLabel training step with A = 747 annotators against the same step with A = 1.
+
+Cached-embedding setting (D = 1280, EfficientNet-Lite0 features), batch of 128 items whose label
+rows come from CIFAR-10N (3 labels per item out of 747 annotators). A step = forward,
+similarity-weighted soft labels, CE + KL loss, backward, AdamW step: the training loop's work per
+batch. Two ways for A = 747:
+- dense (the paper, ``soft_entries_per_item: null``): every (item, annotator) entry, (B, A, C);
+- sampled (``soft_entries_per_item: k``): the observed entries and k random soft-labelled missing
+  entries per item (an unbiased estimate of the KL mean), (E, C) with E = B * (3 + k).
+The A = 1 baseline keeps one label per item (one annotator, nothing to soft-label). Also prints
+the peak memory of a step as the number of annotators grows.
+
+    .venv/bin/python bench/train_step.py [--steps 30] [--batch 128] [--k 8] [--architecture heads]
+
+Last line: {"ratio_A747_vs_A1": (sampled), "ratio_dense_A747_vs_A1": ..., "step_ms_*": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from _common import emit, load_cifar10n, machine
+
+from simlabel.core.kappa import kappa_matrix
+from simlabel.core.losses import simlabel_loss
+from simlabel.core.soft_labels import soft_labels
+from simlabel.models.annotators import build_model
+from simlabel.training.loop import TrainConfig, sampled_entries
+
+
+def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=1280):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    n_items, n_annotators = labels.shape
+    tokens = torch.from_numpy(rng.normal(size=(n_items, 1, dim)).astype(np.float32))
+    y = torch.from_numpy(labels)
+    similarity = torch.from_numpy(kappa_matrix(labels, n_classes, 2).astype(np.float32))
+    model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
+                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=128, dropout=0.2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    weight = 1.0 if n_annotators > 1 else 0.0
+    config = TrainConfig.from_params({"architecture": architecture, "soft_entries_per_item": k})
+    draws = torch.Generator().manual_seed(0)
+    times = []
+    for step in range(steps + 3):
+        rows = torch.from_numpy(rng.choice(n_items, batch, replace=False))
+        started = time.perf_counter()
+        if k:
+            loss, _ = simlabel_loss(*sampled_entries(model, tokens[rows], y[rows], y[rows], similarity, None, config, draws), weight)
+        else:
+            log_p = model(tokens[rows])
+            p_soft, has_soft = soft_labels(log_p.exp(), y[rows], similarity) if weight else (None, None)
+            loss, _ = simlabel_loss(log_p, y[rows], p_soft, has_soft, weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= 3:  # warm-up steps are not timed
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--architecture", default="heads")
+    parser.add_argument("--k", type=int, default=8, help="soft entries per item in the sampled mode")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    y, n_classes, _ = load_cifar10n()
+    y = np.ascontiguousarray(y)
+    one = np.where(y != -1, y, n_classes).min(1)[:, None]  # one label per item, one annotator
+    print(f"{len(y)} items, {y.shape[1]} annotators, {(y != -1).sum()} labels; batch {args.batch}; {machine()}")
+    ms_one = step_times(one, n_classes, args.steps, args.batch, args.architecture)
+    ms_sampled = step_times(y, n_classes, args.steps, args.batch, args.architecture, k=args.k)
+    ms_dense = step_times(y, n_classes, args.steps, args.batch, args.architecture)
+    print(f"A = 1:                      {ms_one:8.2f} ms per step")
+    print(f"A = {y.shape[1]}, sampled k = {args.k}:  {ms_sampled:8.2f} ms per step  ({ms_sampled / ms_one:.2f}x A = 1)")
+    print(f"A = {y.shape[1]}, dense (paper):   {ms_dense:8.2f} ms per step  ({ms_dense / ms_one:.2f}x A = 1)")
+
+    # Memory: bytes torch allocates during one step (profiler), as the number of annotators grows.
+    from torch.profiler import ProfilerActivity, profile
+
+    labelled = (y != -1).any(1)
+    for mode, k in (("dense", None), (f"sampled k={args.k}", args.k)):
+        for n_annotators in (10, 100, y.shape[1]):
+            sub = y[labelled][:, :n_annotators]
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                step_times(sub, n_classes, 1, args.batch, args.architecture, k=k, dim=64)
+            allocated = sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0) / 2**20 / 4
+            print(f"{mode:12s} A = {n_annotators:4d}: {allocated:7.1f} MiB allocated per step (batch {args.batch})")
+    emit({"ratio_A747_vs_A1": round(ms_sampled / ms_one, 3), "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3),
+          "step_ms_A1": round(ms_one, 2), "step_ms_A747_sampled": round(ms_sampled, 2), "step_ms_A747_dense": round(ms_dense, 2)})
+
+
+if __name__ == "__main__":
+    main()
