@@ -88,27 +88,6 @@ class VideoClipDataset(AbstractDataset[np.ndarray, Path]):
         return {"filepath": str(self._filepath), "fps": self._fps}
 
 
-class OptionalDataset(AbstractDataset[Any, Any]):
-    """Wraps another dataset whose file may be absent (e.g. ``truth.csv``): loads None then."""
-
-    def __init__(self, dataset: dict, metadata: dict | None = None):
-        self._dataset = AbstractDataset.from_config("wrapped", dict(dataset))
-        self.metadata = metadata
-
-    def load(self) -> Any:
-        return self._dataset.load() if self._dataset.exists() else None
-
-    def save(self, data: Any) -> None:
-        if data is not None:
-            self._dataset.save(data)
-
-    def _exists(self) -> bool:
-        return True
-
-    def _describe(self) -> dict[str, Any]:
-        return {"dataset": self._dataset._describe()}
-
-
 class CrowdFolderDataset(AbstractDataset[None, Any]):
     """A data folder in the input-folder format (``simlabel.folder``), read-only: ``load``
     checks it and returns a ``CrowdFolder`` whose arrays and clips are read on demand.
@@ -132,3 +111,30 @@ class CrowdFolderDataset(AbstractDataset[None, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class AtomicDataset(AbstractDataset[Any, Any]):
+    """Any file dataset (``dataset``: its config, with ``filepath``) written atomically: saved
+    to a temporary file beside the target and renamed onto it, so a crash never leaves a
+    half-written catalog output."""
+
+    def __init__(self, dataset: dict, metadata: dict | None = None):
+        self._config = dict(dataset)
+        if "filepath" not in self._config:
+            raise DatasetError("AtomicDataset wraps a file dataset: its config needs a filepath")
+        self._target = Path(self._config["filepath"])
+        self._dataset = AbstractDataset.from_config("atomic", self._config)
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return self._dataset.load()
+
+    def save(self, data: Any) -> None:
+        with atomic_path(self._target) as tmp:
+            AbstractDataset.from_config("atomic_tmp", {**self._config, "filepath": str(tmp)}).save(data)
+
+    def _exists(self) -> bool:
+        return self._target.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"dataset": self._dataset._describe()}

@@ -1,0 +1,42 @@
+"""Catalog datasets: atomic writes (a failed save leaves the old file and no temporary file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simlabel.datasets import AtomicDataset, NpyDataset
+
+
+def test_atomic_dataset_round_trip_and_failed_save(tmp_path):
+    target = tmp_path / "out" / "table.csv"
+    dataset = AtomicDataset({"type": "pandas.CSVDataset", "filepath": str(target), "save_args": {"index": False}})
+    assert not dataset.exists()
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    dataset.save(frame)
+    pd.testing.assert_frame_equal(dataset.load(), frame)
+
+    class Exploding:
+        def to_csv(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(Exception, match="disk full"):
+        dataset.save(Exploding())
+    pd.testing.assert_frame_equal(dataset.load(), frame)  # the old file is intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["table.csv"]  # no temporary left
+
+
+def test_atomic_png_keeps_the_suffix_for_format_inference(tmp_path):
+    from matplotlib.figure import Figure
+
+    target = tmp_path / "plot.png"
+    AtomicDataset({"type": "matplotlib.MatplotlibDataset", "filepath": str(target)}).save(Figure())
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_npy_dataset_memory_maps(tmp_path):
+    dataset = NpyDataset(str(tmp_path / "a.npy"), mmap_mode="r")
+    dataset.save(np.arange(6).reshape(2, 3))
+    loaded = dataset.load()
+    assert isinstance(loaded, np.memmap) and loaded.tolist() == [[0, 1, 2], [3, 4, 5]]
