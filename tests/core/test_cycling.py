@@ -44,3 +44,18 @@ def test_similarity_after_imputation_equals_recount():
         merged = imputed.merged_with(observed)
         np.testing.assert_array_equal(merged[observed != -1], observed[observed != -1])
         np.testing.assert_allclose(counts.kappa(2), kappa_matrix(merged, 4, 2), atol=1e-12)
+
+
+def test_large_imputation_waves_recount_and_stay_exact():
+    rng = np.random.default_rng(2)
+    observed = rng.integers(0, 3, (300, 40))
+    observed[rng.random(observed.shape) < 0.9] = -1
+    imputed = ImputedLabels.empty(*observed.shape)
+    counts = CoLabelCounts(observed, 3)
+    items = np.arange(300)
+    # Impute nearly everything at once (a dense wave), then a few changes (incremental path).
+    for epoch, fraction in ((1, 1.0), (2, 0.01)):
+        p_soft = rng.dirichlet(np.ones(3), size=(300, 40))
+        conf = np.where(rng.random((300, 40)) < fraction, 0.9 + 0.01 * epoch, 0.0)
+        impute_confident(imputed, observed, items, p_soft, np.ones((300, 40), bool), conf, 0.5, epoch, counts)
+        np.testing.assert_allclose(counts.kappa(2), kappa_matrix(imputed.merged_with(observed), 3, 2), atol=1e-12)

@@ -108,13 +108,21 @@ def apply_imputations(
     labels) follow, so their kappa equals a recount. Returns the number of entries written."""
     if len(rows) == 0:
         return 0
-    changed = np.unique(rows)
-    before = imputed.merged_with(observed, changed) if counts is not None else None
+    # Only entries whose label changes move the co-label counts (a more confident imputation of
+    # the same label just updates confidence and epoch).
+    changed = np.unique(rows[imputed.label[rows, cols] != labels])
+    before = imputed.merged_with(observed, changed) if counts is not None and changed.size else None
     imputed.label[rows, cols] = labels
     imputed.confidence[rows, cols] = confidences
     imputed.epoch[rows, cols] = epoch
-    if counts is not None:
-        counts.update(before, imputed.merged_with(observed, changed))
+    if before is not None:
+        after = imputed.merged_with(observed, changed)
+        # Dense rows (many imputed labels per item) make pairwise increments quadratic per row:
+        # past the cost of a recount, recount the whole matrix (sparse O.T @ O) instead.
+        if CoLabelCounts.update_cost(before, after) > max(4 * int((observed != MISSING).sum()), 2_000_000):
+            counts.reset(imputed.merged_with(observed))
+        else:
+            counts.update(before, after)
     return len(rows)
 
 

@@ -252,6 +252,16 @@ class CoLabelCounts:
         self._first = np.concatenate([self._first, np.zeros((extra, self.n_classes))])
         self._second = np.concatenate([self._second, np.zeros((extra, self.n_classes))])
 
+    def reset(self, y: np.ndarray) -> None:
+        """Recount from a whole label matrix (cheaper than ``update`` when most rows change)."""
+        self.__init__(y, self.n_classes)
+
+    @staticmethod
+    def update_cost(old_rows: np.ndarray, new_rows: np.ndarray) -> int:
+        """Label pairs ``update`` would enumerate for these rows (it grows as labels per row squared)."""
+        per_row = (np.asarray(old_rows) != MISSING).sum(1) ** 2 + (np.asarray(new_rows) != MISSING).sum(1) ** 2
+        return int(per_row.sum())
+
     def update(self, old_rows: np.ndarray, new_rows: np.ndarray) -> None:
         """Replace the labels of some items: ``old_rows`` / ``new_rows`` are (m, A) label rows."""
         old_rows, new_rows = np.asarray(old_rows), np.asarray(new_rows)
