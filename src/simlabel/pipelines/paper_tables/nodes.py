@@ -10,9 +10,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from simlabel.evaluation import paired_differences, per_run_accuracy, plan_runs, run_experiment
+from simlabel.pipelines.reporting.nodes import MAX_MARKDOWN_ANNOTATORS
 
 logger = logging.getLogger(__name__)
-MAX_MARKDOWN_ANNOTATORS = 20
 
 
 def run_paper_experiments(
@@ -36,10 +36,6 @@ def run_paper_experiments(
     )
     results["annotator_id"] = label_matrix_full.columns.to_numpy()[results["annotator"]]
     return results.drop(columns="annotator")
-
-
-def _mean_std(values: pd.Series) -> str:
-    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
 
 
 def summarise_paper_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict, str, Figure]:

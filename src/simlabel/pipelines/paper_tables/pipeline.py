@@ -1,21 +1,15 @@
 from kedro.pipeline import Node, Pipeline
 
 from simlabel.pipelines.ingestion import create_pipeline as ingestion
-from simlabel.pipelines.label_matrix.nodes import make_label_matrix
+from simlabel.pipelines.label_matrix import create_pipeline as label_matrix
 
 from .nodes import run_paper_experiments, summarise_paper_tables
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Ingestion and the label matrix of the folder, then every run and the tables."""
-    return ingestion() + Pipeline(
+    return ingestion() + label_matrix().only_nodes("make_label_matrix") + Pipeline(
         [
-            Node(
-                make_label_matrix,
-                inputs=["crowd_folder", "ingested_items", "bad_videos", "params:dataset"],
-                outputs=["label_matrix_full", "classes"],
-                name="make_label_matrix",
-            ),
             Node(
                 run_paper_experiments,
                 inputs=["embeddings", "label_matrix_full", "classes", "params:paper_tables", "params:training", "params:similarity"],
