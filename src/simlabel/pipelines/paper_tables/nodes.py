@@ -17,14 +17,18 @@ logger = logging.getLogger(__name__)
 
 def run_paper_experiments(
     embeddings: np.ndarray, label_matrix_full: pd.DataFrame, classes: list, params: dict,
-    training: dict, similarity: dict,
+    training: dict, similarity: dict, cycling: dict,
 ) -> pd.DataFrame:
-    """Every run of the experiment; one row per (architecture, r, seed, method, annotator)."""
+    """Every run of the experiment; one row per (architecture, r, seed, method, annotator).
+
+    Methods with ``cycling: true`` start from the ``confidence_cycling`` parameters, as the
+    ``simlabel_confidence`` branch of the main pipeline does."""
     # Many short runs: no per-epoch state files, one architecture per run.
     training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | params.get("training", {})
     seeds = list(range(params["seeds"]))
     ablation = params.get("ablation") or None
-    runs = plan_runs(params["architectures"], params["extra_missing"], seeds, params["methods"], ablation)
+    methods = {name: ({**cycling, **overrides} if overrides.get("cycling") else overrides) for name, overrides in params["methods"].items()}
+    runs = plan_runs(params["architectures"], params["extra_missing"], seeds, methods, ablation)
     logger.info("paper tables: %d runs on %d items x %d annotators", len(runs), *label_matrix_full.shape)
     tokens = np.asarray(embeddings, dtype=np.float32)
     results = pd.concat(

@@ -12,7 +12,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 run_paper_experiments,
-                inputs=["embeddings", "label_matrix_full", "classes", "params:paper_tables", "params:training", "params:similarity"],
+                inputs=[
+                    "embeddings", "label_matrix_full", "classes", "params:paper_tables", "params:training",
+                    "params:similarity", "params:confidence_cycling",
+                ],
                 outputs="paper_runs",
                 name="run_paper_experiments",
             ),
