@@ -61,3 +61,24 @@ def emit(summary: dict) -> None:
     """Print the headline figures as the last stdout line (one JSON object)."""
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Seconds of every call of each ``fns[name]()``, the names taking turns in every repeat.
+
+    Interleaving puts the baseline and the candidate under the same load, so their ratio holds
+    even when other processes come and go on the machine. Returns ``{name: [seconds, ...]}``.
+    """
+    times: dict = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, as ``uptime`` prints them (how busy the cores were)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} logical CPUs"

@@ -1,16 +1,27 @@
 import numpy as np
+import torch
 
-from simlabel.core.cycling import ImputedLabels, impute_confident
+from simlabel.core.cycling import (
+    ConfidenceCycler,
+    ImputedLabels,
+    apply_imputations,
+    propose_imputations,
+)
 from simlabel.core.kappa import CoLabelCounts, kappa_matrix
 
 
-def test_impute_confident_rules():
+def impute(imputed, observed, items, p_soft, has_soft, conf, threshold, epoch, counts=None):
+    chosen = propose_imputations(imputed, observed, items, p_soft, has_soft, conf, threshold)
+    return apply_imputations(imputed, observed, *chosen, epoch, counts)
+
+
+def test_imputation_rules():
     observed = np.array([[0, -1, -1], [-1, 1, -1]])
     imputed = ImputedLabels.empty(2, 3)
     p_soft = np.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], [[0.1, 0.9], [0.5, 0.5], [0.99, 0.01]]])
     has_soft = np.array([[True, True, True], [True, True, False]])
     conf = np.array([[0.95, 0.7, 0.3], [0.8, 0.9, 0.99]])
-    n = impute_confident(imputed, observed, np.array([0, 1]), p_soft, has_soft, conf, 0.6, epoch=1)
+    n = impute(imputed, observed, np.array([0, 1]), p_soft, has_soft, conf, 0.6, epoch=1)
     # (0,0) and (1,1) are observed; (0,2) under threshold; (1,2) has no soft label.
     assert n == 2
     np.testing.assert_array_equal(imputed.label, [[-1, 1, -1], [1, -1, -1]])
@@ -20,7 +31,7 @@ def test_impute_confident_rules():
     p2[0, 1] = [0.9, 0.1]
     p2[1, 0] = [0.9, 0.1]
     conf2 = np.array([[0.0, 0.65, 0.0], [0.85, 0.0, 0.0]])
-    n = impute_confident(imputed, observed, np.array([0, 1]), p2, has_soft, conf2, 0.6, epoch=2)
+    n = impute(imputed, observed, np.array([0, 1]), p2, has_soft, conf2, 0.6, epoch=2)
     assert n == 1
     np.testing.assert_array_equal(imputed.label, [[-1, 1, -1], [0, -1, -1]])
     assert imputed.epoch[1, 0] == 2 and imputed.confidence[1, 0] == 0.85
@@ -40,7 +51,7 @@ def test_similarity_after_imputation_equals_recount():
         items = np.sort(rng.choice(120, 40, replace=False))
         p_soft = rng.dirichlet(np.ones(4), size=(40, 8))
         conf = rng.random((40, 8))
-        impute_confident(imputed, observed, items, p_soft, np.ones((40, 8), bool), conf, 0.5, epoch, counts)
+        impute(imputed, observed, items, p_soft, np.ones((40, 8), bool), conf, 0.5, epoch, counts)
         merged = imputed.merged_with(observed)
         np.testing.assert_array_equal(merged[observed != -1], observed[observed != -1])
         np.testing.assert_allclose(counts.kappa(2), kappa_matrix(merged, 4, 2), atol=1e-12)
@@ -57,5 +68,55 @@ def test_large_imputation_waves_recount_and_stay_exact():
     for epoch, fraction in ((1, 1.0), (2, 0.01)):
         p_soft = rng.dirichlet(np.ones(3), size=(300, 40))
         conf = np.where(rng.random((300, 40)) < fraction, 0.9 + 0.01 * epoch, 0.0)
-        impute_confident(imputed, observed, items, p_soft, np.ones((300, 40), bool), conf, 0.5, epoch, counts)
+        impute(imputed, observed, items, p_soft, np.ones((300, 40), bool), conf, 0.5, epoch, counts)
         np.testing.assert_allclose(counts.kappa(2), kappa_matrix(imputed.merged_with(observed), 3, 2), atol=1e-12)
+
+
+def anchored_reference(observed: np.ndarray, imputed: np.ndarray, n_classes: int, min_overlap: int) -> np.ndarray:
+    """Kappa over co-labels with at least one observed label, by brute force with sklearn."""
+    from sklearn.metrics import cohen_kappa_score
+
+    merged = np.where(observed >= 0, observed, imputed)
+    n_annotators = observed.shape[1]
+    expected = np.zeros((n_annotators, n_annotators))
+    for j in range(n_annotators):
+        for k in range(n_annotators):
+            both = (merged[:, j] >= 0) & (merged[:, k] >= 0) & ((observed[:, j] >= 0) | (observed[:, k] >= 0))
+            if j == k or both.sum() < min_overlap:
+                continue
+            a, b = merged[both, j], merged[both, k]
+            if len(set(a) | set(b)) == 1:
+                expected[j, k] = 1.0
+                continue
+            expected[j, k] = max(0.0, cohen_kappa_score(a, b))
+    return np.nan_to_num(expected)
+
+
+def test_cycler_paper_refresh_is_kappa_of_observed_plus_imputed():
+    rng = np.random.default_rng(3)
+    observed = rng.integers(0, 3, (80, 6))
+    observed[rng.random(observed.shape) < 0.7] = -1
+    cycler = ConfidenceCycler(observed, 3, min_overlap=2, threshold=0.5, refresh="paper")
+    p_soft = torch.tensor(rng.dirichlet(np.ones(3) * 0.3, size=(80, 6)))
+    chosen = cycler.propose(np.arange(80), p_soft, torch.ones(80, 6, dtype=torch.bool))
+    similarity = cycler.apply(chosen, epoch=1)
+    assert cycler.n_imputed > 0
+    np.testing.assert_allclose(similarity, kappa_matrix(cycler.imputed.merged_with(observed), 3, 2), atol=1e-12)
+
+
+def test_cycler_anchored_refresh_ignores_imputed_pairs_and_survives_state_round_trip():
+    rng = np.random.default_rng(4)
+    observed = rng.integers(0, 3, (80, 6))
+    observed[rng.random(observed.shape) < 0.7] = -1
+    cycler = ConfidenceCycler(observed, 3, min_overlap=2, threshold=0.4, refresh="anchored")
+    for epoch in (1, 2):
+        p_soft = torch.tensor(rng.dirichlet(np.ones(3) * 0.3, size=(80, 6)))
+        cycler.apply(cycler.propose(np.arange(80), p_soft, torch.ones(80, 6, dtype=torch.bool)), epoch)
+    expected = anchored_reference(observed, cycler.imputed.label, 3, 2)
+    np.testing.assert_allclose(cycler.similarity(), expected, atol=1e-9)
+    # Anchored differs from the literal refresh once imputed labels co-occur.
+    assert not np.allclose(expected, kappa_matrix(cycler.imputed.merged_with(observed), 3, 2))
+    restored = ConfidenceCycler(observed, 3, min_overlap=2, threshold=0.4, refresh="anchored")
+    restored.load_state(cycler.state())
+    np.testing.assert_array_equal(restored.similarity(), cycler.similarity())
+    np.testing.assert_array_equal(restored.imputed.label, cycler.imputed.label)

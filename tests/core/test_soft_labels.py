@@ -70,9 +70,9 @@ def test_loss_hand_computed_and_kl_direction():
     ce = -(math.log(0.9) + math.log(0.7)) / 2
     kl_soft_to_model = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL(p_soft || p_hat)
     kl_model_to_soft = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
-    assert parts["ce"] == pytest.approx(ce, abs=1e-6)
-    assert parts["kl"] == pytest.approx(kl_soft_to_model, abs=1e-6)
-    assert parts["kl"] != pytest.approx(kl_model_to_soft, abs=1e-3)
+    assert float(parts["ce"]) == pytest.approx(ce, abs=1e-6)
+    assert float(parts["kl"]) == pytest.approx(kl_soft_to_model, abs=1e-6)
+    assert float(parts["kl"]) != pytest.approx(kl_model_to_soft, abs=1e-3)
     assert loss.item() == pytest.approx(ce + kl_soft_to_model, abs=1e-6)
     loss_half, _ = simlabel_loss(log_probs, LABELS, p_soft, soft_mask, unlabeled_weight=0.5)
     assert loss_half.item() == pytest.approx(ce + 0.5 * kl_soft_to_model, abs=1e-6)

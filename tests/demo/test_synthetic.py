@@ -7,12 +7,19 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from sklearn.metrics import adjusted_rand_score, cohen_kappa_score
 
+from simlabel.core.labels import MISSING
+from simlabel.core.similarity import SIMILARITY_ESTIMATORS
 from simlabel.demo.synthetic import (
     CLASS_NAMES,
+    annotator_confusions,
     annotator_groups,
+    annotator_ids,
+    demo_truth,
     group_confusion,
+    item_ids,
     make_demo_clips,
     simulate_annotations,
+    true_similarity,
 )
 
 GROUPS = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9))
@@ -233,3 +240,92 @@ def test_annotations_reject_bad_arguments():
             simulate_annotations(truth, **kwargs)
     with pytest.raises(ValueError):
         simulate_annotations(np.array([0.5, 1.0]))
+
+
+# ------------------------------------------------------- known confusions and similarity
+def _label_matrix(table, n_items, n_annotators=10):
+    y = np.full((n_items, n_annotators), MISSING, np.int64)
+    rows = table["item_id"].map({k: i for i, k in enumerate(item_ids(n_items))}).to_numpy()
+    cols = (
+        table["annotator_id"]
+        .map({k: a for a, k in enumerate(annotator_ids(n_annotators))})
+        .to_numpy()
+    )
+    y[rows, cols] = table["label"].to_numpy()
+    return y
+
+
+def test_demo_truth_is_the_clips_truth_without_rendering():
+    _, truth, _ = make_demo_clips(n_items=30, n_frames=1, height=32, width=32, seed=4)
+    np.testing.assert_array_equal(demo_truth(30, seed=4), truth)
+    assert (
+        demo_truth().dtype == np.int64
+        and np.bincount(demo_truth(), minlength=8).tolist() == [15] * 8
+    )
+    with pytest.raises(ValueError):
+        demo_truth(0)
+
+
+def test_annotator_confusions_shape_and_group_structure():
+    conf = annotator_confusions(seed=3)
+    assert conf.shape == (10, 8, 8)
+    np.testing.assert_allclose(conf.sum(-1), 1)
+    np.testing.assert_array_equal(conf, annotator_confusions(seed=3))
+    assert not np.allclose(conf, annotator_confusions(seed=4))  # personal noise follows the seed
+    group_of = annotator_groups(10, GROUPS)
+    for a, annotator in enumerate(annotator_ids(10)):
+        base = group_confusion(group_of[annotator], 8)
+        assert np.abs(conf[a] - base).max() <= 0.05 + 1e-12  # 5 % personal noise at most
+        assert np.abs(conf[a] - base).max() > 0  # ... and some
+
+
+def test_labels_are_drawn_from_annotator_confusions():
+    """Empirical p(label | true class) of each annotator on a large simulated set matches the exact matrices."""
+    truth = np.arange(24_000) % 8
+    table = simulate_annotations(truth, seed=6)
+    conf = annotator_confusions(seed=6)
+    true_of = truth[table["item_id"].str.slice(5).astype(int).to_numpy()]
+    annot = table["annotator_id"].str.slice(1).astype(int).to_numpy() - 1
+    counts = np.zeros((10, 8, 8))
+    np.add.at(counts, (annot, true_of, table["label"].to_numpy()), 1)
+    empirical = counts / counts.sum(-1, keepdims=True)
+    assert counts.sum(-1).min() > 150
+    assert np.abs(empirical - conf).max() < 0.08
+    assert np.abs(empirical - conf).mean() < 0.01
+    # The personal noise itself is reproduced: deviations from the expected group matrix
+    # correlate with this seed's draw, not with another seed's.
+    group_of = annotator_groups(10, GROUPS)
+    mean = np.stack([0.95 * group_confusion(group_of[a], 8) + 0.05 / 8 for a in annotator_ids(10)])
+    fit, other = (
+        np.corrcoef((empirical - mean).ravel(), (matrices - mean).ravel())[0, 1]
+        for matrices in (conf, annotator_confusions(seed=7))
+    )
+    assert fit > 0.35 > 0.2 > other, (fit, other)
+
+
+def test_true_similarity_format_and_groups():
+    sim = true_similarity(seed=0)
+    ids = [f"A{a}" for a in range(1, 11)]
+    assert list(sim.index) == ids and list(sim.columns) == ids
+    values = sim.to_numpy()
+    np.testing.assert_allclose(values, values.T)
+    assert (np.diag(values) == 1).all() and (values >= 0).all() and (values <= 1).all()
+    g = np.array([annotator_groups(10, GROUPS)[a] for a in ids])
+    same = (g[:, None] == g[None, :]) & ~np.eye(10, dtype=bool)
+    between = g[:, None] != g[None, :]
+    assert values[same].min() > 0.5 > 0.2 > values[between].max()
+    np.testing.assert_allclose(true_similarity(seed=0, class_prior=np.full(8, 1 / 8)), sim)
+    with pytest.raises(ValueError):
+        true_similarity(class_prior=np.full(8, 0.2))
+
+
+def test_true_similarity_is_the_kappa_of_a_large_simulated_crowd():
+    """The demo's own sampler, many items: every pair's sample kappa is close to its expected kappa."""
+    truth = np.arange(40_000) % 8
+    y = _label_matrix(simulate_annotations(truth, seed=2), truth.size)
+    observed = SIMILARITY_ESTIMATORS["kappa"](y, 8, min_overlap=300)
+    off = ~np.eye(10, dtype=bool)
+    overlap = (y != MISSING).astype(int).T @ (y != MISSING).astype(int)
+    assert overlap[off].min() >= 300
+    err = np.abs(observed - true_similarity(seed=2).to_numpy())[off]
+    assert err.mean() < 0.02 and err.max() < 0.08, (err.mean(), err.max())

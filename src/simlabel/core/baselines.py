@@ -135,6 +135,22 @@ def dawid_skene(
         parameters.
     """
     y = _check_labels(y, n_classes)
+    _check_ds_options(init, n_iter, smoothing, diagonal_prior)
+    observed = _DSObservations(y, n_classes)
+    counts = label_counts(y, n_classes).astype(np.float64)
+    posteriors = np.full((y.shape[0], n_classes), 1.0 / n_classes)
+    posteriors[observed.labelled] = counts[observed.labelled] / counts[observed.labelled].sum(axis=1, keepdims=True)
+    prev_ll = -np.inf
+    for _ in range(n_iter):
+        confusions, prior = _ds_m_step(observed, posteriors, smoothing, diagonal_prior)
+        posteriors, ll = _ds_e_step(observed, confusions, prior)
+        if ll - prev_ll < tol:
+            break
+        prev_ll = ll
+    return posteriors, confusions, prior
+
+
+def _check_ds_options(init: str, n_iter: int, smoothing: float, diagonal_prior: float) -> None:
     if init not in DS_INITS:
         raise ValueError(f"init must be one of {DS_INITS}, got {init!r}")
     if n_iter < 1:
@@ -143,46 +159,40 @@ def dawid_skene(
         raise ValueError(f"smoothing must be > 0, got {smoothing}")
     if diagonal_prior < 0:
         raise ValueError(f"diagonal_prior must be >= 0, got {diagonal_prior}")
-    n_items, n_annotators = y.shape
-    c = n_classes
-    items, annotators, labels = _observed(y)
-    classes = np.arange(c)
-    labelled = np.bincount(items, minlength=n_items) > 0
 
-    # Flat indices for the two scatter-adds, one column per true class y:
-    # confusion cell (a, y, z) and posterior cell (i, y).
-    conf_index = ((annotators[:, None] * c + classes[None, :]) * c + labels[:, None]).ravel()
-    post_index = (items[:, None] * c + classes[None, :]).ravel()
 
-    counts = label_counts(y, c).astype(np.float64)
-    posteriors = np.full((n_items, c), 1.0 / c)
-    posteriors[labelled] = counts[labelled] / counts[labelled].sum(axis=1, keepdims=True)
+class _DSObservations:
+    """The observed (item, annotator, label) triples of a label matrix and the flat indices of
+    the two scatter-adds, one column per true class y: confusion cell (a, y, z), posterior (i, y)."""
 
-    prev_ll = -np.inf
-    n_obs = max(len(items), 1)
-    for _ in range(n_iter):
-        # M-step: expected confusion counts and class frequencies from the labelled items.
-        soft_counts = np.bincount(
-            conf_index, weights=posteriors[items].ravel(), minlength=n_annotators * c * c
-        )
-        soft_counts = soft_counts.reshape(n_annotators, c, c) + smoothing + diagonal_prior * np.eye(c)
-        confusions = soft_counts / soft_counts.sum(axis=2, keepdims=True)
-        prior = posteriors[labelled].sum(axis=0) + smoothing
-        prior /= prior.sum()
+    def __init__(self, y: np.ndarray, n_classes: int):
+        self.n_items, self.n_annotators = y.shape
+        self.n_classes = c = n_classes
+        self.items, self.annotators, self.labels = _observed(y)
+        self.labelled = np.bincount(self.items, minlength=self.n_items) > 0
+        classes = np.arange(c)
+        self.conf_index = ((self.annotators[:, None] * c + classes[None, :]) * c + self.labels[:, None]).ravel()
+        self.post_index = (self.items[:, None] * c + classes[None, :]).ravel()
 
-        # E-step: log p(y) + sum over the item's labels of log pi[a, y, z], normalised.
-        log_pi = np.log(confusions)
-        log_joint = np.bincount(
-            post_index, weights=log_pi[annotators, :, labels].ravel(), minlength=n_items * c
-        ).reshape(n_items, c) + np.log(prior)
-        log_norm = logsumexp(log_joint, axis=1, keepdims=True)
-        posteriors = np.exp(log_joint - log_norm)
 
-        ll = float(log_norm[labelled].sum()) / n_obs
-        if ll - prev_ll < tol:
-            break
-        prev_ll = ll
-    return posteriors, confusions, prior
+def _ds_m_step(obs: _DSObservations, posteriors, smoothing: float, diagonal_prior: float):
+    """Expected confusion counts and class frequencies from the labelled items (MAP)."""
+    c = obs.n_classes
+    soft_counts = np.bincount(obs.conf_index, weights=posteriors[obs.items].ravel(), minlength=obs.n_annotators * c * c)
+    soft_counts = soft_counts.reshape(obs.n_annotators, c, c) + smoothing + diagonal_prior * np.eye(c)
+    prior = posteriors[obs.labelled].sum(axis=0) + smoothing
+    return soft_counts / soft_counts.sum(axis=2, keepdims=True), prior / prior.sum()
+
+
+def _ds_e_step(obs: _DSObservations, confusions, prior):
+    """Posteriors log p(y) + sum over the item's labels of log pi[a, y, z], normalised, and the
+    mean log-likelihood per observed label."""
+    log_pi = np.log(confusions)
+    log_joint = np.bincount(
+        obs.post_index, weights=log_pi[obs.annotators, :, obs.labels].ravel(), minlength=obs.n_items * obs.n_classes
+    ).reshape(obs.n_items, obs.n_classes) + np.log(prior)
+    log_norm = logsumexp(log_joint, axis=1, keepdims=True)
+    return np.exp(log_joint - log_norm), float(log_norm[obs.labelled].sum()) / max(len(obs.items), 1)
 
 
 def annotator_predictions_from_truth(p_truth, confusions):

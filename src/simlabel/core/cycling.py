@@ -1,8 +1,18 @@
 """Confidence cycling (SPEC section 4, Algorithm 1): impute confident soft labels and refresh
 the similarity from observed + imputed labels.
 
-The imputed labels live in three (N, A) arrays beside the observed label matrix; the similarity
-is kept exact through ``CoLabelCounts`` increments over the items whose labels changed.
+``ConfidenceCycler`` owns the imputed labels, the co-label counts and ``min_overlap``:
+``propose`` picks this cycle's confident entries, ``apply`` writes them and returns the refreshed
+similarity. The similarity is kept exact through ``CoLabelCounts`` increments over the items
+whose labels changed.
+
+Refresh rules (``refresh``):
+- ``paper``: kappa of observed + imputed labels, read literally. Imputations are argmaxes of
+  pooled soft labels (a consensus), so imputed-vs-imputed agreement dominates once imputations
+  outnumber observed labels and every pair drifts towards 1.
+- ``anchored``: the same counts minus the imputed-vs-imputed co-labels: every co-label that
+  enters kappa has at least one observed label, so an imputation can only be compared with what
+  a person actually said.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import pandas as pd
 
 from simlabel.core.kappa import CoLabelCounts
 from simlabel.core.labels import MISSING
+from simlabel.core.soft_labels import confidence
 
 IMPUTED_COLUMNS = ["item_id", "annotator_id", "label", "confidence", "epoch"]
 
@@ -94,6 +105,15 @@ def propose_imputations(
     return items[local], cols, p_soft.argmax(-1)[local, cols], conf[local, cols]
 
 
+def _apply_to_counts(counts: CoLabelCounts, before: np.ndarray, after: np.ndarray, full, n_labels: int) -> None:
+    """Move ``counts`` from rows ``before`` to rows ``after``; past the cost of a recount (about
+    ``n_labels`` pairs; dense rows make increments quadratic per row) recount ``full()`` instead."""
+    if CoLabelCounts.update_cost(before, after) > max(4 * n_labels, 2_000_000):
+        counts.reset(full())
+    else:
+        counts.update(before, after)
+
+
 def apply_imputations(
     imputed: ImputedLabels,
     observed: np.ndarray,
@@ -116,28 +136,76 @@ def apply_imputations(
     imputed.confidence[rows, cols] = confidences
     imputed.epoch[rows, cols] = epoch
     if before is not None:
-        after = imputed.merged_with(observed, changed)
-        # Dense rows (many imputed labels per item) make pairwise increments quadratic per row:
-        # past the cost of a recount, recount the whole matrix (sparse O.T @ O) instead.
-        if CoLabelCounts.update_cost(before, after) > max(4 * int((observed != MISSING).sum()), 2_000_000):
-            counts.reset(imputed.merged_with(observed))
-        else:
-            counts.update(before, after)
+        _apply_to_counts(counts, before, imputed.merged_with(observed, changed), lambda: imputed.merged_with(observed), int((observed != MISSING).sum()))
     return len(rows)
 
 
-def impute_confident(
-    imputed: ImputedLabels,
-    observed: np.ndarray,
-    items: np.ndarray,
-    p_soft: np.ndarray,
-    has_soft: np.ndarray,
-    conf: np.ndarray,
-    threshold: float,
-    epoch: int,
-    counts: CoLabelCounts | None = None,
-) -> int:
-    """One cycle of Algorithm 1 on some training items, in place: ``propose_imputations`` then
-    ``apply_imputations``. Returns the number of entries imputed or replaced."""
-    chosen = propose_imputations(imputed, observed, items, p_soft, has_soft, conf, threshold)
-    return apply_imputations(imputed, observed, *chosen, epoch, counts)
+class ConfidenceCycler:
+    """Imputed labels, co-label counts and the similarity they give, for one training run.
+
+    Parameters
+    ----------
+    observed : (N, A) int64 training labels, ``MISSING`` = -1 (never overwritten).
+    n_classes : C.
+    min_overlap : pairs that co-labelled fewer items get kappa 0.
+    threshold, formula : impute soft labels whose confidence (``formula``) is >= threshold.
+    refresh : ``paper`` | ``anchored`` (module docstring).
+    """
+
+    def __init__(self, observed, n_classes, min_overlap=2, threshold=0.6, formula="product", refresh="paper"):
+        self.observed = np.asarray(observed, dtype=np.int64)
+        self.n_classes, self.min_overlap = n_classes, min_overlap
+        self.threshold, self.formula, self.refresh = threshold, formula, refresh
+        self.imputed = ImputedLabels.empty(*self.observed.shape)
+        self.n_observed = int((self.observed != MISSING).sum())
+        self.counts = CoLabelCounts(self.observed, n_classes)
+        # Co-labels between two imputed labels, subtracted by the anchored refresh.
+        self.imputed_counts = CoLabelCounts(self.imputed.label, n_classes) if refresh == "anchored" else None
+
+    def propose(self, items: np.ndarray, p_soft, has_soft) -> tuple:
+        """Entries of ``items`` to impute: ``p_soft`` (m, A, C) and ``has_soft`` (m, A) tensors."""
+        conf = confidence(p_soft, self.formula).cpu().numpy()
+        return propose_imputations(
+            self.imputed, self.observed, items, p_soft.cpu().numpy(), has_soft.cpu().numpy(), conf, self.threshold
+        )
+
+    def apply(self, chosen: tuple, epoch: int) -> np.ndarray | None:
+        """Write ``propose``'s entries; the refreshed (A, A) similarity, or None if no label changed."""
+        rows, cols, labels, confidences = chosen
+        changed = np.unique(rows[self.imputed.label[rows, cols] != labels])
+        before = self.imputed.label[changed].copy()
+        apply_imputations(self.imputed, self.observed, rows, cols, labels, confidences, epoch, self.counts)
+        if changed.size == 0:
+            return None
+        if self.imputed_counts is not None:
+            _apply_to_counts(
+                self.imputed_counts, before, self.imputed.label[changed], lambda: self.imputed.label, self.n_observed
+            )
+        return self.similarity()
+
+    def similarity(self) -> np.ndarray:
+        """(A, A) kappa under the refresh rule."""
+        if self.imputed_counts is None:
+            return self.counts.kappa(self.min_overlap)
+        return self.counts.kappa_without(self.imputed_counts, self.min_overlap)
+
+    @property
+    def n_imputed(self) -> int:
+        return int((self.imputed.label != MISSING).sum())
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The imputations as a long table of plain arrays (the counts follow from them)."""
+        rows, cols = np.nonzero(self.imputed.label != MISSING)
+        return {"rows": rows, "cols": cols, "label": self.imputed.label[rows, cols],
+                "confidence": self.imputed.confidence[rows, cols], "epoch": self.imputed.epoch[rows, cols]}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore ``state()``'s imputations and recount (integer counts: exactly as before)."""
+        rows, cols = np.asarray(state["rows"]), np.asarray(state["cols"])
+        self.imputed = ImputedLabels.empty(*self.observed.shape)
+        self.imputed.label[rows, cols] = state["label"]
+        self.imputed.confidence[rows, cols] = state["confidence"]
+        self.imputed.epoch[rows, cols] = state["epoch"]
+        self.counts = CoLabelCounts(self.imputed.merged_with(self.observed), self.n_classes)
+        if self.imputed_counts is not None:
+            self.imputed_counts = CoLabelCounts(self.imputed.label, self.n_classes)

@@ -57,27 +57,6 @@ def _observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nda
     return rows, cols, labels.astype(np.int64, copy=False)
 
 
-def one_hot_labels(y: np.ndarray, n_classes: int) -> sp.csr_matrix:
-    """Sparse one-hot encoding of a label matrix.
-
-    Parameters
-    ----------
-    y : (N, A) int, ``MISSING`` = -1.
-    n_classes : C.
-
-    Returns
-    -------
-    (N, A*C) CSR matrix of 0/1 floats, column ``a*C + y[i, a]`` set for every observed entry.
-    """
-    y = np.asarray(y)
-    rows, cols, labels = _observed_entries(y, n_classes)
-    n_items, n_annotators = y.shape
-    return sp.csr_matrix(
-        (np.ones(rows.size), (rows, cols * n_classes + labels)),
-        shape=(n_items, n_annotators * n_classes),
-    )
-
-
 def colabel_counts(y: np.ndarray, n_classes: int) -> sp.csr_matrix:
     """(A*C, A*C) co-label counts ``M = O.T @ O`` of a label matrix (see module docstring)."""
     y = np.asarray(y)
@@ -300,6 +279,23 @@ class CoLabelCounts:
             similarity.flat[self._keys[touched]] = _kappa_values(
                 self._overlap[touched], self._agree[touched], self._first[touched], self._second[touched], min_overlap
             )
+
+    def kappa_without(self, other: CoLabelCounts, min_overlap: int = 1) -> np.ndarray:
+        """(A, A) kappa of these counts minus ``other``'s (the co-labels of a subset of the same
+        labels, e.g. imputed-only labels): pair statistics are counts, so they subtract exactly."""
+        n = self._n_pairs
+        keys = self._keys[:n]
+        overlap, agree = self._overlap[:n].copy(), self._agree[:n].copy()
+        first, second = self._first[:n].copy(), self._second[:n].copy()
+        slots = other._slot[keys].astype(np.int64)
+        shared = slots >= 0
+        overlap[shared] -= other._overlap[slots[shared]]
+        agree[shared] -= other._agree[slots[shared]]
+        first[shared] -= other._first[slots[shared]]
+        second[shared] -= other._second[slots[shared]]
+        similarity = np.zeros((self.n_annotators, self.n_annotators))
+        similarity.flat[keys] = _kappa_values(overlap, agree, first, second, min_overlap)
+        return similarity
 
     def kappa(self, min_overlap: int = 1) -> np.ndarray:
         """(A, A) similarity from the current counts (equals ``kappa_from_counts(self.counts, ...)``).

@@ -33,27 +33,26 @@ def simlabel_loss(
     Returns
     -------
     loss : scalar tensor.
-    parts : {"ce": float, "kl": float, "n_observed": int, "n_soft": int}.
+    parts : {"ce", "kl", "n_observed", "n_soft"} as 0-d tensors (read them outside the hot loop).
     """
     if unlabeled_weight < 0:
         raise ValueError(f"unlabeled_weight must be >= 0, got {unlabeled_weight}")
     if log_probs.dim() == 3:
         log_probs = log_probs[None]
+    n_samples = log_probs.shape[0]
+    # Masked sums, not boolean indexing: no host synchronisation inside a training step.
     observed = targets >= 0
-    n_observed = int(observed.sum())
-    zero = log_probs.sum() * 0.0
-    ce = zero
-    if n_observed:
-        picked = targets[observed][None, :, None].expand(log_probs.shape[0], -1, 1)
-        ce = -log_probs[:, observed].gather(-1, picked).mean()
+    n_observed = observed.sum()
+    picked = log_probs.gather(-1, targets.clamp(min=0)[None, ..., None].expand(n_samples, *targets.shape, 1))[..., 0]
+    ce = -(picked * observed).sum() / (n_samples * n_observed.clamp(min=1))
 
-    kl, n_soft = zero, 0
-    if unlabeled_weight > 0:
+    kl, n_soft = log_probs.sum() * 0.0, torch.zeros((), dtype=torch.long, device=log_probs.device)
+    if unlabeled_weight > 0 and p_soft is not None:
         soft_entries = soft_mask & ~observed
-        n_soft = int(soft_entries.sum())
-    if n_soft:
-        target = p_soft[soft_entries].detach()
+        n_soft = soft_entries.sum()
+        target = torch.where(soft_entries[..., None], p_soft.detach(), 0.0)
         # KL(p_soft || p_hat) = sum p_soft (log p_soft - log p_hat); 0 log 0 = 0.
-        kl = (torch.special.xlogy(target, target) - target * log_probs[:, soft_entries]).sum(-1).mean()
+        per_entry = (torch.special.xlogy(target, target) - target * log_probs).sum(-1)
+        kl = per_entry.sum() / (n_samples * n_soft.clamp(min=1))
     loss = ce + unlabeled_weight * kl
-    return loss, {"ce": ce.item(), "kl": kl.item(), "n_observed": n_observed, "n_soft": n_soft}
+    return loss, {"ce": ce.detach(), "kl": kl.detach(), "n_observed": n_observed, "n_soft": n_soft}

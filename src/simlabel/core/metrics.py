@@ -33,3 +33,19 @@ def mean_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
     """Mean over annotators with at least one label of their accuracy (NaN if none)."""
     accuracy, n_labels = per_annotator_accuracy(predicted, labels)
     return float(np.nanmean(accuracy)) if (n_labels > 0).any() else float("nan")
+
+
+def mean_interval(values, confidence: float = 0.95) -> dict[str, float]:
+    """Mean of ``values`` (NaNs dropped) with its t-interval: ``{mean, ci95_low, ci95_high, n}``.
+
+    With fewer than two values the interval is the mean itself (no spread to estimate)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    n = values.size
+    if n == 0:
+        return {"mean": float("nan"), "ci95_low": float("nan"), "ci95_high": float("nan"), "n": 0}
+    mean = float(values.mean())
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "n": int(n)}

@@ -10,6 +10,9 @@ Two independent generators, both deterministic given ``seed`` (only
 * :func:`simulate_annotations` simulates a crowd of annotators in groups with
   distinct confusion tendencies and heavy missingness (about 80 % on average,
   about 91 % for one sparse annotator, as in the paper's AMER2 dataset).
+  :func:`annotator_confusions` returns the exact confusion matrices it draws
+  labels from, and :func:`true_similarity` the pairs' expected kappa;
+  :func:`demo_truth` the true classes of :func:`make_demo_clips` without clips.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 import pandas as pd
+
+from simlabel.core.similarity import expected_kappa
 
 CLASS_NAMES = ("worry", "happiness", "neutral", "anger", "surprise", "sadness", "other", "unknown")
 
@@ -58,6 +63,23 @@ def _shape_outline(shape: int, angle: float) -> np.ndarray:
         t = angle + np.arange(10) * np.pi / 5
         rad = np.where(np.arange(10) % 2 == 0, 1.15, 0.5)
     return np.stack([rad * np.cos(t), rad * np.sin(t)], axis=1)
+
+
+def _draw_truth(rng: np.random.Generator, n_items: int) -> np.ndarray:
+    """Balanced true classes (N,) int64: the first draw :func:`make_demo_clips` makes from its generator."""
+    return rng.permutation(np.arange(n_items) % len(CLASS_NAMES)).astype(np.int64)
+
+
+def demo_truth(n_items: int = 120, seed: int = 0) -> np.ndarray:
+    """The true classes :func:`make_demo_clips` returns for ``n_items`` and ``seed``, without rendering clips.
+
+    Returns
+    -------
+    (N,) int64 in ``[0, 8)``, class counts differing by at most one.
+    """
+    if int(n_items) != n_items or n_items < 1:
+        raise ValueError(f"n_items must be an integer >= 1, got {n_items!r}")
+    return _draw_truth(np.random.default_rng(seed), int(n_items))
 
 
 def make_demo_clips(
@@ -104,7 +126,7 @@ def make_demo_clips(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     n_classes = len(CLASS_NAMES)
     rng = np.random.default_rng(seed)
-    truth = rng.permutation(np.arange(n_items) % n_classes).astype(np.int64)
+    truth = _draw_truth(rng, n_items)
     ids = item_ids(n_items)
 
     # Per-clip nuisance parameters, drawn for all clips at once.
@@ -233,6 +255,77 @@ def group_confusion(group: int, n_classes: int = 8) -> np.ndarray:
     return np.where(fixed, _ACCURATE_DIAG * eye + (1 - _ACCURATE_DIAG) * uniform_off, swapped)
 
 
+def _draw_confusions(
+    rng: np.random.Generator, n_classes: int, n_annotators: int, groups: list[list[int]]
+) -> np.ndarray:
+    """Per-annotator confusions (A, C, C): the group's tendency mixed with ``_PERSONAL_NOISE`` of
+    random rows of the annotator's own (one Dirichlet draw from ``rng``, the first one
+    :func:`simulate_annotations` makes)."""
+    group_of = np.empty(n_annotators, np.int64)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    base = np.stack([group_confusion(g, n_classes) for g in range(len(groups))])[group_of]
+    personal = rng.dirichlet(np.ones(n_classes), size=(n_annotators, n_classes))
+    return (1 - _PERSONAL_NOISE) * base + _PERSONAL_NOISE * personal
+
+
+def annotator_confusions(
+    n_classes: int = 8,
+    n_annotators: int = 10,
+    groups: Sequence[Sequence[int]] = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9)),
+    seed: int = 0,
+) -> np.ndarray:
+    """The exact confusion matrices :func:`simulate_annotations` draws labels from (same arguments, same seed).
+
+    Returns
+    -------
+    (A, C, C) float64, ``P[a, true, given] = p(annotator a says given | true class)``, rows sum to 1.
+    """
+    if n_classes < 3:
+        raise ValueError(f"n_classes must be >= 3, got {n_classes}")
+    groups = _check_groups(n_annotators, groups)
+    return _draw_confusions(np.random.default_rng(seed), n_classes, n_annotators, groups)
+
+
+def true_similarity(
+    n_classes: int = 8,
+    n_annotators: int = 10,
+    groups: Sequence[Sequence[int]] = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9)),
+    seed: int = 0,
+    class_prior: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Expected (population) Cohen's kappa of every pair of simulated annotators.
+
+    Pairs of :func:`simulate_annotations` labels are independent given the true class, so
+    their kappa on a large sample tends to
+    :func:`simlabel.core.similarity.expected_kappa` of the annotators' exact confusions
+    (:func:`annotator_confusions`, same arguments and seed) under the class prior.
+
+    Parameters
+    ----------
+    n_classes, n_annotators, groups, seed : as for :func:`simulate_annotations`.
+    class_prior : (C,) class frequencies; None = uniform (the demo's truth is balanced).
+
+    Returns
+    -------
+    pandas.DataFrame (A, A), index and columns the annotator ids ``"A1".."A<A>"``; symmetric,
+    in [0, 1], diagonal 1.
+    """
+    prior = (
+        np.full(n_classes, 1.0 / n_classes)
+        if class_prior is None
+        else np.asarray(class_prior, float)
+    )
+    if prior.shape != (n_classes,) or (prior < 0).any() or not np.isclose(prior.sum(), 1.0):
+        raise ValueError(
+            f"class_prior must be ({n_classes},) non-negative and sum to 1, got {class_prior!r}"
+        )
+    similarity = expected_kappa(annotator_confusions(n_classes, n_annotators, groups, seed), prior)
+    np.fill_diagonal(similarity, 1.0)
+    ids = annotator_ids(n_annotators)
+    return pd.DataFrame(similarity, index=ids, columns=ids)
+
+
 def _apportion(total: int, weights: np.ndarray) -> np.ndarray:
     """Integer counts (len(weights),) summing to ``total``, proportional to ``weights`` (largest remainder)."""
     raw = total * weights / weights.sum()
@@ -337,7 +430,8 @@ def simulate_annotations(
     """Simulate sparse crowd labels from annotator groups with distinct confusions.
 
     Each annotator's confusion matrix is its group's (:func:`group_confusion`)
-    mixed with 5 % of random rows of its own. Every item gets 1-3 labels (mean
+    mixed with 5 % of random rows of its own (:func:`annotator_confusions` returns
+    them for the same arguments and seed). Every item gets 1-3 labels (mean
     ``labels_per_item_mean``; the exact numbers of 1-, 2- and 3-label items are
     fixed by apportionment, with few 2-label items so that co-labelling is
     frequent). The sparse annotator labels a fraction ``1 - sparse_missing`` of
@@ -399,14 +493,7 @@ def simulate_annotations(
             raise ValueError(f"sparse_missing must be in (0, 1), got {sparse_missing}")
     n_items = truth.size
     rng = np.random.default_rng(seed)
-
-    # Per-annotator confusion: group tendency + small personal perturbation.
-    group_of = np.empty(n_annotators, np.int64)
-    for g, members in enumerate(groups):
-        group_of[members] = g
-    base = np.stack([group_confusion(g, n_classes) for g in range(len(groups))])[group_of]
-    personal = rng.dirichlet(np.ones(n_classes), size=(n_annotators, n_classes))
-    confusion = (1 - _PERSONAL_NOISE) * base + _PERSONAL_NOISE * personal  # (A, C, C)
+    confusion = _draw_confusions(rng, n_classes, n_annotators, groups)  # (A, C, C)
 
     # Labels per item: 1-3, mean m; P(2) = min(m-1, 3-m)/4, P(3) = (m-1-P(2))/2.
     m = float(labels_per_item_mean)

@@ -1,3 +1,0 @@
-from .pipeline import create_pipeline
-
-__all__ = ["create_pipeline"]
