@@ -29,7 +29,7 @@ from simlabel.core.kappa import kappa_matrix
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.annotators import build_model
-from simlabel.training.loop import TrainConfig, sampled_entries
+from simlabel.training.targets import SampledTargets
 
 
 def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=1280):
@@ -43,14 +43,13 @@ def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=1280):
                         feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=128, dropout=0.2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     weight = 1.0 if n_annotators > 1 else 0.0
-    config = TrainConfig.from_params({"architecture": architecture, "soft_entries_per_item": k})
-    draws = torch.Generator().manual_seed(0)
+    sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(0)) if k else None
     times = []
     for step in range(steps + 3):
         rows = torch.from_numpy(rng.choice(n_items, batch, replace=False))
         started = time.perf_counter()
         if k:
-            loss, _ = simlabel_loss(*sampled_entries(model, tokens[rows], y[rows], y[rows], similarity, None, config, draws), weight)
+            loss, _ = simlabel_loss(*sampled(model, tokens[rows], rows, y[rows], y[rows], similarity, None), weight)
         else:
             log_p = model(tokens[rows])
             p_soft, has_soft = soft_labels(log_p.exp(), y[rows], similarity) if weight else (None, None)

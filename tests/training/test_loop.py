@@ -109,7 +109,7 @@ def test_sampling_every_soft_entry_gives_the_dense_loss(architecture, source):
     from simlabel.core.losses import simlabel_loss
     from simlabel.core.soft_labels import soft_labels
     from simlabel.models.annotators import build_model
-    from simlabel.training.loop import sampled_entries
+    from simlabel.training.targets import SampledTargets
 
     torch.manual_seed(0)
     n_items, n_annotators, n_classes, dim = 12, 5, 3, 6
@@ -120,15 +120,16 @@ def test_sampling_every_soft_entry_gives_the_dense_loss(architecture, source):
     labels[torch.rand(n_items, n_annotators) < 0.6] = -1
     labels[0] = -1  # an item nobody labelled
     similarity = torch.rand(n_annotators, n_annotators)
-    config = TrainConfig.from_params({"architecture": architecture, "soft_entries_per_item": n_annotators, "soft_label_source": source})
     log_p = model(tokens)
     p_soft, has_soft = soft_labels(log_p.exp(), labels, similarity, source)
     dense, dense_parts = simlabel_loss(log_p, labels, p_soft, has_soft, 1.0)
     sampled, sampled_parts = simlabel_loss(
-        *sampled_entries(model, tokens, labels, labels, similarity, None, config, torch.Generator().manual_seed(0)), 1.0
+        *SampledTargets(source, n_annotators, torch.Generator().manual_seed(0))(
+            model, tokens, np.arange(n_items), labels, labels, similarity, None
+        )[:4], 1.0
     )
-    assert sampled_parts["n_observed"] == dense_parts["n_observed"]
-    assert sampled_parts["n_soft"] == dense_parts["n_soft"]
+    assert int(sampled_parts["n_observed"]) == int(dense_parts["n_observed"])
+    assert int(sampled_parts["n_soft"]) == int(dense_parts["n_soft"])
     torch.testing.assert_close(sampled, dense)
 
 
@@ -140,3 +141,29 @@ def test_training_with_sampled_soft_entries(data):
     assert (result.history["kl"] > 0).all()
     with pytest.raises(ValueError, match="soft_entries_per_item"):
         TrainConfig.from_params({"architecture": "qumatl", "soft_entries_per_item": 4})
+
+
+def test_resume_refuses_a_state_saved_by_another_run(data, tmp_path):
+    from simlabel.training.state import StaleStateError
+
+    state = tmp_path / "state.pt"
+    first = train(data, max_epochs=3, state_path=str(state))
+    assert torch.load(state, weights_only=True)["epoch"] == 3
+    # Same run: resuming a finished run trains nothing more and gives the same model.
+    again = train(data, max_epochs=3, state_path=str(state), resume=True)
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(value, again.model.state_dict()[key])
+    with pytest.raises(StaleStateError, match="other data or parameters"):
+        train(data, max_epochs=3, state_path=str(state), resume=True, learning_rate=0.005)
+    tokens, labels, train_rows, val_rows, test_rows, n_classes = data
+    shifted = (tokens, np.roll(labels, 1, axis=0), train_rows, val_rows, test_rows, n_classes)
+    with pytest.raises(StaleStateError):
+        train(shifted, max_epochs=3, state_path=str(state), resume=True)
+
+
+def test_no_validation_labels_keeps_the_last_epoch_with_a_warning(data, caplog):
+    tokens, labels, train_rows, _, test_rows, n_classes = data
+    no_val = np.zeros_like(train_rows)
+    result = train((tokens, labels, train_rows, no_val, test_rows, n_classes), max_epochs=4)
+    assert len(result.history) == 4 and result.history["val_mean_accuracy"].isna().all()
+    assert "no validation labels" in caplog.text

@@ -1,0 +1,49 @@
+"""Build a model from its constructor arguments (``TrainConfig.model_args``), as checkpoints
+store them: rebuilding a trained model needs no guessing from state-dict keys."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from simlabel.models.annotators import EndToEnd, build_model
+from simlabel.models.backbones import load_backbone
+
+
+class AnnotatorsFromTruth(nn.Module):
+    """A crowd baseline as an annotator model: a one-output classifier p(y | x) carried through
+    each annotator's confusion matrix, p_a(z | x) = sum_y p(y | x) pi_a[y, z].
+
+    ``classifier``: inputs -> (B, 1, C) log-probabilities; ``confusions``: (A, C, C), rows sum
+    to 1 (the identity for a majority-vote consensus: every annotator says the class)."""
+
+    def __init__(self, classifier: nn.Module, confusions: torch.Tensor):
+        super().__init__()
+        self.classifier = classifier
+        self.register_buffer("log_confusions", torch.log(confusions.float().clamp(min=1e-8)))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        log_truth = self.classifier(inputs)[:, 0]  # (B, C)
+        return torch.logsumexp(log_truth[:, None, :, None] + self.log_confusions[None], dim=2)
+
+
+def model_from_args(model_args: dict, feature_mean=None, feature_std=None) -> nn.Module:
+    """The architecture named in ``model_args`` (``TrainConfig.model_args``), wrapped in the
+    frame encoder when ``backbone`` is set and in ``AnnotatorsFromTruth`` when ``crowd_annotators``
+    is. Without statistics the standardisation buffers are placeholders (a checkpoint's state
+    dict fills them)."""
+    in_dim = model_args["in_dim"]
+    mean = torch.zeros(in_dim) if feature_mean is None else feature_mean
+    std = torch.ones(in_dim) if feature_std is None else feature_std
+    model = build_model(
+        model_args["architecture"], in_dim=in_dim, n_annotators=model_args["n_annotators"],
+        n_classes=model_args["n_classes"], feature_mean=mean, feature_std=std, hidden=model_args["hidden"],
+        head_hidden=model_args["head_hidden"], dropout=model_args["dropout"], n_tokens=model_args["n_tokens"],
+        **model_args["options"],
+    )
+    if model_args.get("backbone"):
+        model = EndToEnd(load_backbone(model_args["backbone"]), model)
+    if model_args.get("crowd_annotators"):
+        n_classes = model_args["n_classes"]
+        model = AnnotatorsFromTruth(model, torch.eye(n_classes).expand(model_args["crowd_annotators"], -1, -1))
+    return model
