@@ -40,3 +40,16 @@ def test_npy_dataset_memory_maps(tmp_path):
     dataset.save(np.arange(6).reshape(2, 3))
     loaded = dataset.load()
     assert isinstance(loaded, np.memmap) and loaded.tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_saved_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        NpyDataset(str(tmp_path / "a.npy")).save(np.zeros(3))
+        AtomicDataset({"type": "pandas.CSVDataset", "filepath": str(tmp_path / "t.csv")}).save(pd.DataFrame({"a": [1]}))
+    finally:
+        os.umask(previous)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.npy": 0o644, "t.csv": 0o644}

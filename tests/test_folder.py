@@ -38,6 +38,17 @@ def test_shared_sets_are_accepted(name, kind, policy, n_annotators, n_classes):
     assert folder.truth is not None
 
 
+def test_shifted_ids_of_a_real_set_are_caught_even_with_drop():
+    folder = read_crowd_folder(SHARED / "music_genre")
+    labels = folder.labels.assign(item_id=(folder.labels["item_id"].astype(int) + 1).astype(str))  # 1-based ids
+    items = array_item_ids(len(folder.load_array(folder.choose_input()[1])))
+    for policy in ("drop", "error"):
+        with pytest.raises(FolderFormatError) as error:
+            restrict_labels_to_items(labels, items, policy, "features.npy")
+        assert "item ids look shifted by +1 against the rows of features.npy: labels use 1..700, rows are 0..699" in str(error.value)
+        assert "labels_without_inputs: drop" not in str(error.value)
+
+
 def test_cifar10n_images_cover_a_subset_and_that_is_an_error_by_default():
     folder = read_crowd_folder(SHARED / "cifar10n")
     _, path = folder.choose_input()
@@ -81,8 +92,13 @@ def test_two_input_kinds(folder):
 
 def test_two_files_of_one_kind(folder):
     np.save(folder / "features_pca.npy", np.zeros((3, 2), np.float32))
-    with pytest.raises(FolderFormatError, match="two features files"):
+    with pytest.raises(FolderFormatError, match="two features files") as error:
         read_crowd_folder(folder).choose_input()
+    assert "input_file" not in str(error.value)  # no such parameter
+    assert "rename them so that they do not start with 'features'" in str(error.value)
+    assert "test_features_pca.npy" in str(error.value)
+    (folder / "features_pca.npy").rename(folder / "test_features_pca.npy")  # the suggested fix works
+    assert read_crowd_folder(folder).choose_input() == ("features", folder / "features.npy")
 
 
 def test_no_input_and_held_out_files_are_ignored(folder):

@@ -9,13 +9,19 @@ def table(rows):
     return pd.DataFrame(rows, columns=["item_id", "annotator_id", "label"])
 
 
-def test_build_label_matrix_with_class_names_and_indices():
-    labels = table([("v1", "A2", "happiness"), ("v2", "A10", 0), ("v2", "A2", 2), ("v1", "A2", "happiness")])
+def test_build_label_matrix_with_class_names():
+    labels = table([("v1", "A2", "happiness"), ("v2", "A10", "worry"), ("v2", "A2", "neutral"), ("v1", "A2", "happiness")])
     matrix, classes = build_label_matrix(labels, ["v1", "v2", "v3"], classes=["worry", "happiness", "neutral"])
     assert classes == ["worry", "happiness", "neutral"]
     assert list(matrix.columns) == ["A2", "A10"]  # natural order
     assert list(matrix.index) == ["v1", "v2", "v3"]
     np.testing.assert_array_equal(matrix.to_numpy(), [[1, -1], [2, 0], [-1, -1]])
+
+
+def test_build_label_matrix_with_class_indices():
+    labels = table([("v1", "A2", 1), ("v2", "A10", "0"), ("v2", "A2", "2.0")])  # "2.0": a CSV writer's int
+    matrix, _ = build_label_matrix(labels, ["v1", "v2"], classes=["worry", "happiness", "neutral"])
+    np.testing.assert_array_equal(matrix.to_numpy(), [[1, -1], [2, 0]])
 
 
 def test_integer_ids_become_strings_and_classes_are_inferred():
@@ -37,6 +43,79 @@ def test_integer_ids_become_strings_and_classes_are_inferred():
 def test_each_bad_table_gets_one_clear_error(rows, message):
     with pytest.raises(LabelTableError, match=message):
         build_label_matrix(table(rows), ["v1", "v2"], classes=["worry", "happiness", "neutral"])
+
+
+def csv_table(rows, source="data/labels.csv"):
+    """A table as ``simlabel.folder`` reads one: index = 1-based CSV line, attrs source = file."""
+    frame = table(rows)
+    frame.index = pd.RangeIndex(2, len(rows) + 2, name="line")
+    frame.attrs["source"] = source
+    return frame
+
+
+def test_a_label_column_is_all_indices_or_all_names():
+    rows = [("v1", "A1", "happiness"), ("v2", "A1", 0), ("v2", "A2", "neutral")]
+    with pytest.raises(LabelTableError) as error:
+        build_label_matrix(csv_table(rows), ["v1", "v2"], classes=["worry", "happiness", "neutral"])
+    message = str(error.value)
+    assert message.startswith("data/labels.csv: ") and "mixes class indices (line 3 ('0'))" in message
+    assert "class names (line 2 ('happiness'), line 4 ('neutral'))" in message and "use one or the other" in message
+    with pytest.raises(LabelTableError, match="mixes class indices"):  # without classes.txt too
+        build_label_matrix(csv_table(rows), ["v1", "v2"])
+
+
+@pytest.mark.parametrize(
+    ("label", "problem"),
+    [("", "rows have no label"), (None, "rows have no label"), (float("nan"), "rows have no label"),
+     ("NaN", "rows have no label"), ("1.5", "labels are numbers but not 0-based integer class indices")],
+)
+def test_blank_nan_and_fractional_labels_name_their_lines(label, problem):
+    rows = [("v1", "A1", 0)] * 2 + [("v2", "A1", label)] + [(f"v{k}", "A2", 1) for k in range(3, 10)] + [("v1", "A3", label)]
+    with pytest.raises(LabelTableError) as error:
+        build_label_matrix(csv_table(rows), [f"v{k}" for k in range(10)])
+    message = str(error.value)
+    assert message.startswith(f"data/labels.csv: 2 {problem}: line 4 (") and ", line 12 (" in message
+    assert "labels.csv" in message
+
+
+def test_many_bad_rows_show_a_few_and_the_count():
+    rows = [(f"v{k}", "A1", "2.5") for k in range(20)]
+    with pytest.raises(LabelTableError, match=r"20 labels are numbers .* line 2 \('2.5'\), .*line 6 \('2.5'\) and 15 more"):
+        build_label_matrix(csv_table(rows), [f"v{k}" for k in range(20)])
+
+
+def test_fractional_numbers_listed_in_classes_are_names():
+    matrix, classes = build_label_matrix(table([("v1", "A1", "0.5"), ("v2", "A1", "1.5")]), ["v1", "v2"], classes=["0.5", "1.5"])
+    assert classes == ["0.5", "1.5"] and matrix["A1"].tolist() == [0, 1]
+
+
+def test_inferred_integer_classes_are_0_to_max_not_sorted_text():
+    matrix, classes = build_label_matrix(table([("v1", "A1", "10"), ("v2", "A1", "2")]), ["v1", "v2"])
+    assert classes == [str(k) for k in range(11)] and matrix["A1"].tolist() == [10, 2]
+    _, names = build_label_matrix(table([("v1", "A1", "dog"), ("v2", "A1", "cat")]), ["v1", "v2"])
+    assert names == ["cat", "dog"]
+
+
+def test_blank_ids_name_their_lines():
+    with pytest.raises(LabelTableError, match=r"data/labels.csv: 1 rows have no annotator_id: line 3 \(''\)"):
+        build_label_matrix(csv_table([("v1", "A1", 0), ("v2", " ", 1)]), ["v1", "v2"])
+
+
+def test_duplicate_class_names():
+    with pytest.raises(LabelTableError, match="'cat' is class 0 and class 2 \\(classes.txt lines 1 and 3\\)"):
+        build_label_matrix(table([("v1", "A1", 0)]), ["v1"], classes=["cat", "dog", "cat"])
+
+
+def test_numeric_class_names_other_than_their_index_are_ambiguous():
+    with pytest.raises(LabelTableError, match="line 1 is '1'.*ambiguous"):
+        build_label_matrix(table([("v1", "A1", 1)]), ["v1"], classes=["1", "2", "3"])
+    matrix, _ = build_label_matrix(table([("v1", "A1", 2)]), ["v1"], classes=["0", "1", "2"])
+    assert matrix["A1"].tolist() == [2]
+
+
+def test_unknown_values_name_their_lines():
+    with pytest.raises(LabelTableError, match=r"not among the 3 classes .*unknown values \[7\] at line 3 \('7'\)"):
+        build_label_matrix(csv_table([("v1", "A1", 0), ("v2", "A1", 7)]), ["v1", "v2"], classes=["a", "b", "c"])
 
 
 def test_missing_columns():

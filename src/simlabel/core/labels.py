@@ -5,6 +5,9 @@ Conventions used across the package:
 - ``Y``: (N, A) int64 label matrix, ``Y[i, a]`` = class index, ``MISSING`` (-1) when
   annotator ``a`` did not label item ``i``.
 - Item and annotator ids are strings (ids in user files may be integers or strings).
+- A label table read from a file (``simlabel.folder``) has its 1-based line numbers as index
+  (named ``line``) and the file in ``attrs["source"]``, so errors name both; other tables are
+  named by their index (``row``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from simlabel.errors import UserError
+
 MISSING = -1
 SPLITS = ("train", "val", "test")
+INTEGER_LABEL = r"[+-]?\d+(?:\.0*)?"  # "3" and "3.0" (CSV writers turn int columns with gaps into floats)
+MISSING_TEXT = {"", "nan", "na", "n/a", "null", "<na>"}
+N_EXAMPLES = 5
 
 
-class LabelTableError(ValueError):
+class LabelTableError(UserError):
     """A label table that cannot be turned into a label matrix."""
 
 
@@ -31,47 +39,142 @@ def _as_str_ids(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip()
 
 
+def _text(values: pd.Series) -> pd.Series:
+    """Stripped text of each value; missing values (None, NaN, pd.NA) become ""."""
+    return _as_str_ids(values).where(values.notna(), "")
+
+
+def _where(rows: pd.Series) -> str:
+    """``line 3 ('1.5'), line 9 ('x') and 4 more``: the first few entries of
+    ``rows`` (a boolean-filtered Series of offending values) by line (or row) and value."""
+    word = "line" if rows.index.name == "line" else "row"
+    shown = ", ".join(f"{word} {i} ({v!r})" for i, v in zip(rows.index[:N_EXAMPLES], rows[:N_EXAMPLES], strict=True))
+    more = f" and {len(rows) - N_EXAMPLES} more" if len(rows) > N_EXAMPLES else ""
+    return f"{shown}{more}"
+
+
+def _prefix(values: pd.Series | pd.DataFrame) -> str:
+    source = values.attrs.get("source")
+    return f"{source}: " if source else ""
+
+
+def _check_filled(raw: pd.Series, column: str, known: pd.Series | None = None) -> None:
+    """Blank or NaN-like entries (``""``, ``nan``, ``NA``, ``null``) of ``column`` are an error,
+    unless ``known`` marks them as real class names."""
+    blank = raw.str.lower().isin(MISSING_TEXT)
+    if known is not None:
+        blank &= ~known
+    if blank.any():
+        raise LabelTableError(
+            f"{_prefix(raw)}{int(blank.sum())} rows have no {column}: {_where(raw[blank])}. "
+            f"Every row needs an item_id, annotator_id and label; remove the rows of labels not given."
+        )
+
+
+def _check_class_names(classes: Sequence[str]) -> list[str]:
+    classes = [str(c).strip() for c in classes]
+    seen: dict[str, int] = {}
+    for k, name in enumerate(classes):
+        if name in seen:
+            raise LabelTableError(
+                f"class names must be unique: {name!r} is class {seen[name]} and class {k} "
+                f"(classes.txt lines {seen[name] + 1} and {k + 1}); remove or rename one"
+            )
+        seen[name] = k
+    return classes
+
+
+def _check_numeric_names(classes: list[str]) -> None:
+    """Integer labels index classes.txt; integer class names other than their own index
+    (``1, 2, 3`` for star ratings) would make label ``1`` mean class ``'2'``: an error."""
+    clash = [(k, n) for k, n in enumerate(classes) if re.fullmatch(INTEGER_LABEL, n) and n != str(k)]
+    if clash:
+        examples = ", ".join(f"line {k + 1} is {n!r}" for k, n in clash[:N_EXAMPLES])
+        raise LabelTableError(
+            f"integer labels are 0-based indices into classes.txt, but classes.txt names classes with other "
+            f"numbers ({examples}), so a label is ambiguous (index or name?). Give the classes names that "
+            f"are not numbers (e.g. 'stars_1') and use those names or 0-based indices in labels.csv"
+        )
+
+
+def _fail_mixed_or_unknown(raw: pd.Series, is_int: pd.Series, is_name: pd.Series, classes) -> None:
+    """Raise for a label column that mixes indices and names, or holds unknown names."""
+    if is_int.any() and (is_name & ~is_int).any():
+        raise LabelTableError(
+            f"{_prefix(raw)}the label column mixes class indices ({_where(raw[is_int].head(3))}) and class "
+            f"names ({_where(raw[is_name & ~is_int].head(3))}); use one or the other for every row"
+        )
+    if classes is None:  # some integers, the rest names
+        raise LabelTableError(
+            f"{_prefix(raw)}the label column mixes class indices ({_where(raw[is_int].head(3))}) and class "
+            f"names ({_where(raw[~is_int].head(3))}); use one or the other for every row"
+        )
+    unknown = raw[~is_name & ~is_int]
+    raise LabelTableError(
+        f"{_prefix(raw)}{len(unknown)} labels are not among the {len(classes)} classes {classes}: unknown "
+        f"values {sorted(unknown.unique())[:10]} at {_where(unknown)}. Add them to classes.txt or correct them"
+    )
+
+
 def resolve_classes(labels: pd.Series, classes: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
     """Map raw label values to class indices.
 
+    A label column holds either class indices (0-based integers, ``3`` or ``3.0``) for every
+    row, or class names for every row; never a mix.
+
     Parameters
     ----------
-    labels : Series of raw labels: class indices (0-based integers) or class names.
-    classes : class names in index order (``classes.txt``); inferred from ``labels`` when None
-        (sorted integers, or sorted names).
+    labels : Series (L,) of raw labels: class indices or class names.
+    classes : class names in index order (``classes.txt``); inferred from ``labels`` when None:
+        ``0..max`` for indices, sorted names for names.
 
     Returns
     -------
     classes : list of class names
-    codes : (len(labels),) int64 class indices
+    codes : (L,) int64 class indices
 
     Raises
     ------
     LabelTableError
-        If a label is neither a valid index nor a known class name.
+        Blank / NaN labels, non-integer numbers (``1.5``) that are no class name, a mix of
+        indices and names, unknown names, indices outside the classes, duplicate class names,
+        or numeric class names that clash with integer labels. The message names the rows.
     """
-    raw = _as_str_ids(labels)
-    is_int = raw.str.fullmatch(r"-?\d+")
-    if classes is None:
-        if is_int.all():
-            n_classes = int(raw.astype(np.int64).max()) + 1 if len(raw) else 0
-            classes = [str(c) for c in range(n_classes)]
-        else:
-            classes = sorted(raw.unique())
-    classes = [str(c).strip() for c in classes]
-    if len(set(classes)) != len(classes):
-        raise LabelTableError(f"class names must be unique, got {classes}")
-    by_name = {name: k for k, name in enumerate(classes)}
-    codes = raw.map(by_name)
-    # Integer labels index classes.txt unless the integer is itself a class name.
-    use_index = codes.isna() & is_int
-    codes[use_index] = raw[use_index].astype(np.int64)
-    bad = codes.isna() | (codes.fillna(0) < 0) | (codes.fillna(0) >= len(classes))
-    if bad.any():
-        unknown = sorted(raw[bad].unique())[:10]
+    raw = _text(labels)
+    classes = None if classes is None else _check_class_names(classes)
+    is_name = raw.isin(classes) if classes is not None else pd.Series(False, index=raw.index)
+    _check_filled(raw, "label", is_name)
+    is_int = raw.str.fullmatch(INTEGER_LABEL)
+    fraction = pd.to_numeric(raw, errors="coerce").notna() & ~is_int & ~is_name
+    if fraction.any():
         raise LabelTableError(
-            f"{int(bad.sum())} labels are not among the {len(classes)} classes "
-            f"{classes}: unknown values {unknown}"
+            f"{_prefix(raw)}{int(fraction.sum())} labels are numbers but not 0-based integer class indices: "
+            f"{_where(raw[fraction])}. Use class indices or class names (to use such numbers as names, "
+            "list them in classes.txt)"
+        )
+    if len(raw) and is_int.all():
+        return _index_codes(raw, classes)
+    if classes is None and not is_int.any():
+        classes = sorted(raw.unique())
+        is_name = pd.Series(True, index=raw.index)
+    if classes is None or not is_name.all():
+        _fail_mixed_or_unknown(raw, is_int, is_name, classes)
+    return classes, raw.map({name: k for k, name in enumerate(classes)}).to_numpy(dtype=np.int64)
+
+
+def _index_codes(raw: pd.Series, classes: list[str] | None) -> tuple[list[str], np.ndarray]:
+    """Integer labels -> (classes, (L,) codes); classes ``0..max`` when None."""
+    codes = raw.str.replace(r"\.0*$", "", regex=True).astype(np.int64)
+    if classes is None:
+        classes = [str(c) for c in range(max(int(codes.max()) + 1, 0))]
+    else:
+        _check_numeric_names(classes)
+    bad = (codes < 0) | (codes >= len(classes))
+    if bad.any():
+        raise LabelTableError(
+            f"{_prefix(raw)}{int(bad.sum())} labels are not among the {len(classes)} classes {classes[:20]}: "
+            f"unknown values {sorted(codes[bad].unique().tolist())[:10]} at {_where(raw[bad])}. Labels are 0-based "
+            "indices into classes.txt: add the missing classes there or correct the labels"
         )
     return classes, codes.to_numpy(dtype=np.int64)
 
@@ -86,7 +189,8 @@ def build_label_matrix(
 
     Parameters
     ----------
-    labels : DataFrame with columns ``item_id``, ``annotator_id``, ``label``, one row per label given.
+    labels : DataFrame (L, >=3) with columns ``item_id``, ``annotator_id``, ``label``, one row
+        per label given.
     item_ids : the N items that have inputs (rows of the matrix, in this order).
     classes : class names in index order, or None to infer them from the labels.
     annotator_ids : column order; default: sorted annotator ids found in ``labels``.
@@ -100,28 +204,23 @@ def build_label_matrix(
     Raises
     ------
     LabelTableError
-        Missing columns, labels for items without inputs, one (item, annotator) with two
-        different labels, or labels outside the classes. Identical duplicate rows are dropped.
+        Missing columns, blank ids or labels, labels for items without inputs, one (item,
+        annotator) with two different labels, or bad labels (``resolve_classes``). Identical
+        duplicate rows are dropped.
     """
     required = {"item_id", "annotator_id", "label"}
     missing_cols = required - set(labels.columns)
     if missing_cols:
         raise LabelTableError(
-            f"label table needs columns {sorted(required)}; missing {sorted(missing_cols)} "
+            f"{_prefix(labels)}label table needs columns {sorted(required)}; missing {sorted(missing_cols)} "
             f"(found {list(labels.columns)})"
         )
-    table = labels.loc[:, ["item_id", "annotator_id", "label"]].dropna()
-    table = table.assign(item_id=_as_str_ids(table["item_id"]), annotator_id=_as_str_ids(table["annotator_id"]))
-    classes, codes = resolve_classes(table["label"], classes)
-    table = table.assign(label=codes).drop_duplicates()
-
-    conflicts = table.duplicated(["item_id", "annotator_id"], keep=False)
-    if conflicts.any():
-        example = table[conflicts].sort_values(["item_id", "annotator_id"]).head(4)
-        raise LabelTableError(
-            f"{int(conflicts.sum())} rows give one (item, annotator) two different labels, e.g.\n"
-            f"{example.to_string(index=False)}"
-        )
+    ids = {column: _text(labels[column]) for column in ("item_id", "annotator_id")}
+    for column, values in ids.items():
+        _check_filled(values, column)
+    classes, codes = resolve_classes(labels["label"], classes)
+    table = pd.DataFrame({**ids, "label": codes}, index=labels.index).drop_duplicates()
+    _check_conflicts(table, _prefix(labels))
 
     item_index = pd.Index([str(i) for i in item_ids], name="item_id")
     if item_index.has_duplicates:
@@ -130,8 +229,8 @@ def build_label_matrix(
     if unknown_items.any():
         examples = sorted(table.loc[unknown_items, "item_id"].unique())[:5]
         raise LabelTableError(
-            f"{int(unknown_items.sum())} labels are for {table.loc[unknown_items, 'item_id'].nunique()} "
-            f"items that have no input, e.g. {examples}"
+            f"{_prefix(labels)}{int(unknown_items.sum())} labels are for "
+            f"{table.loc[unknown_items, 'item_id'].nunique()} items that have no input, e.g. {examples}"
         )
 
     if annotator_ids is None:
@@ -146,23 +245,21 @@ def build_label_matrix(
     return pd.DataFrame(matrix, index=item_index, columns=annotators), classes
 
 
+def _check_conflicts(table: pd.DataFrame, prefix: str) -> None:
+    """One (item, annotator) with two different labels is an error listing a few of them."""
+    conflicts = table.duplicated(["item_id", "annotator_id"], keep=False)
+    if conflicts.any():
+        example = table[conflicts].sort_values(["item_id", "annotator_id"]).head(4)
+        raise LabelTableError(
+            f"{prefix}{int(conflicts.sum())} rows give one (item, annotator) two different labels "
+            f"(keep one label per item and annotator), e.g.\n{example.to_string()}"
+        )
+
+
 def _natural_key(text: str):
     # "A2" sorts before "A10"; pure integers sort numerically.
     head, digits, tail = re.match(r"^(\D*)(\d*)(.*)$", text, flags=re.S).groups()
     return (head, int(digits) if digits else -1, tail)
-
-
-def label_matrix_to_long(label_matrix: pd.DataFrame) -> pd.DataFrame:
-    """(N, A) label matrix -> long table (item_id, annotator_id, label) of observed entries."""
-    values = label_matrix.to_numpy()
-    rows, cols = np.nonzero(values != MISSING)
-    return pd.DataFrame(
-        {
-            "item_id": label_matrix.index.to_numpy()[rows],
-            "annotator_id": label_matrix.columns.to_numpy()[cols],
-            "label": values[rows, cols],
-        }
-    )
 
 
 def split_items(item_ids: Sequence[str], fractions: dict[str, float], seed: int) -> pd.DataFrame:
