@@ -19,11 +19,11 @@ TINY_PARAMETERS = {
     "parameters_demo_data.yml": {"demo_data": {"n_items": 40, "n_frames": 12, "height": 60, "width": 80}},
     "parameters_ingestion.yml": {"ingestion": {"frames_per_clip": 3}},
     "parameters_training.yml": {"training": {"max_epochs": 10, "patience": 5, "hidden": 32, "learning_rate": 0.01, "architectures": ["heads", "qumatl", "madl", "padl"]}},
-    "parameters_confidence_cycling.yml": {"confidence_cycling": {"threshold": 0.2}},
+    "parameters_methods.yml": {"methods": {"simlabel_confidence": {"cycling": True, "threshold": 0.2}}},
     "parameters_paper_tables.yml": {
         "paper_tables": {
             "seeds": 2, "extra_missing": [0.0, 0.3],
-            "ablation": {"seeds": 1, "thresholds": [0.5, 0.6], "formulas": ["max", "product"],
+            "ablation": {"method": "simlabel_confidence", "seeds": 1, "thresholds": [0.5, 0.6], "formulas": ["max", "product"],
                          "default_threshold": 0.6, "default_formula": "product"},
         }
     },

@@ -32,7 +32,7 @@ def features_folder(tmp_path_factory):
 
 
 def test_paper_tables_end_to_end(tiny_project, features_folder):
-    result = run(["kedro", "run", "--pipeline=paper_tables", f"--params=dataset_dir={features_folder}"], tiny_project)
+    result = run(["kedro", "run", "--pipelines=paper_tables", f"--params=dataset_dir={features_folder}"], tiny_project)
     assert "Table 4 shape" in result.stdout
     metrics = json.loads((tiny_project / "data/08_reporting/paper_tables.json").read_text())
     assert set(metrics) == {"heads"} and set(metrics["heads"]) == {"r=0", "r=0.3"}
@@ -44,18 +44,18 @@ def test_paper_tables_end_to_end(tiny_project, features_folder):
     ablation = pd.read_csv(tiny_project / "data/08_reporting/paper_table_ablation.csv")
     assert len(ablation) == 3  # (0.5, product), (0.6, max), (0.6, product)
     paired = pd.read_csv(tiny_project / "data/08_reporting/paper_table_paired.csv")
-    assert {"skip", "dawid_skene"} == set(paired["vs"])
+    assert {"skip", "dawid_skene", "consensus"} == set(paired["vs"])
     assert (tiny_project / "data/08_reporting/accuracy_vs_missing.png").stat().st_size > 0
 
 
 def test_predict_end_to_end(tiny_project, tmp_path):
-    run(["kedro", "run", "--pipeline=demo_data"], tiny_project)
-    run(["kedro", "run", "--pipeline=simlabel"], tiny_project)
+    run(["kedro", "run", "--pipelines=demo_data"], tiny_project)
+    run(["kedro", "run", "--pipelines=simlabel"], tiny_project)
     new = tmp_path / "new" / "videos"
     new.mkdir(parents=True)
     for clip in sorted((tiny_project / "data/01_raw/demo/videos").glob("*.avi"))[:3]:
         shutil.copy(clip, new / f"new_{clip.name}")
-    run(["kedro", "run", "--pipeline=predict", f"--params=predict_dir={new.parent}"], tiny_project)
+    run(["kedro", "run", "--pipelines=predict", f"--params=predict_dir={new.parent}"], tiny_project)
     out = pd.read_parquet(tiny_project / "data/07_model_output/annotator_predictions.parquet")
     assert len(out) == 3 * 10 and out["item_id"].nunique() == 3
     assert out["item_id"].str.startswith("new_clip_").all()
@@ -64,8 +64,8 @@ def test_predict_end_to_end(tiny_project, tmp_path):
 
 
 def test_distributed_training_entry_point_with_two_gloo_ranks(tiny_project):
-    run(["kedro", "run", "--pipeline=demo_data"], tiny_project)
-    run(["kedro", "run", "--pipeline=simlabel"], tiny_project)
+    run(["kedro", "run", "--pipelines=demo_data"], tiny_project)
+    run(["kedro", "run", "--pipelines=simlabel"], tiny_project)
     checkpoint = tiny_project / "data/06_models/simlabel/checkpoint.pt"
     before = checkpoint.stat().st_mtime_ns
     result = run(
@@ -75,5 +75,5 @@ def test_distributed_training_entry_point_with_two_gloo_ranks(tiny_project):
     )
     assert "rank 0 saved" in result.stdout + result.stderr
     assert checkpoint.stat().st_mtime_ns > before
-    history = pd.read_csv(tiny_project / "data/07_model_output/simlabel/training_history.csv")
+    history = pd.read_csv(tiny_project / "data/07_model_output/methods/simlabel/training_history.csv")
     assert history["epoch"].max() <= 3

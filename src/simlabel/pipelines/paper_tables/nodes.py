@@ -10,31 +10,31 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from simlabel.evaluation import paired_differences, per_run_accuracy, plan_runs, run_experiment
-from simlabel.pipelines.reporting.nodes import MAX_MARKDOWN_ANNOTATORS
+from simlabel.reports import MAX_MARKDOWN_ANNOTATORS
 
 logger = logging.getLogger(__name__)
 
 
 def run_paper_experiments(
     embeddings: np.ndarray, label_matrix_full: pd.DataFrame, classes: list, params: dict,
-    training: dict, similarity: dict, cycling: dict,
+    training: dict, similarity: dict, methods: dict, crowd_baselines: dict,
 ) -> pd.DataFrame:
     """Every run of the experiment; one row per (architecture, r, seed, method, annotator).
 
-    Methods with ``cycling: true`` start from the ``confidence_cycling`` parameters, as the
-    ``simlabel_confidence`` branch of the main pipeline does."""
+    ``methods`` is the main pipeline's list (parameters_methods.yml); ``crowd_baselines`` are
+    added once per (r, seed)."""
     # Many short runs: no per-epoch state files, one architecture per run.
     training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | params.get("training", {})
     seeds = list(range(params["seeds"]))
     ablation = params.get("ablation") or None
-    methods = {name: ({**cycling, **overrides} if overrides.get("cycling") else overrides) for name, overrides in params["methods"].items()}
-    runs = plan_runs(params["architectures"], params["extra_missing"], seeds, methods, ablation)
+    runs = plan_runs(params["architectures"], params["extra_missing"], seeds, methods, crowd_baselines, ablation)
     logger.info("paper tables: %d runs on %d items x %d annotators", len(runs), *label_matrix_full.shape)
     tokens = np.asarray(embeddings, dtype=np.float32)
+    tokens = tokens[:, None, :] if tokens.ndim == 2 else tokens
     results = pd.concat(
         run_experiment(
             tokens, label_matrix_full.to_numpy(), label_matrix_full.index, len(classes), runs, training,
-            similarity["min_overlap"], params["split_fractions"], ds_diagonal_prior=params["ds_diagonal_prior"],
+            similarity, params["split_fractions"],
         ),
         ignore_index=True,
     )
@@ -75,7 +75,8 @@ def summarise_paper_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
         runs5 = runs5.assign(threshold=parts[1].str.removeprefix("T=").astype(float), formula=parts[2])
         table5 = runs5.groupby(["threshold", "formula"])["macro"].agg(["mean", "std", "count"]).reset_index()
 
-    paired = pd.concat([paired_differences(per_run, ref) for ref in ("skip", "dawid_skene") if ref in methods], ignore_index=True)
+    references = [ref for ref in ("skip", "dawid_skene", "consensus") if ref in methods]
+    paired = pd.concat([paired_differences(per_run, ref) for ref in references], ignore_index=True) if references else pd.DataFrame()
 
     metrics = {
         architecture: {
@@ -118,7 +119,7 @@ def accuracy_vs_r_plot(table4: pd.DataFrame) -> Figure:
     for (architecture, method), block in table4.groupby(["architecture", "method"], sort=False):
         axes.errorbar(block["r"] * 100, block["mean"], yerr=block["std"].fillna(0), marker="o", capsize=3,
                       label=f"{architecture} - {method}" if table4["architecture"].nunique() > 1 else method)
-    axes.set_xlabel("extra missing labels r (%)")
+    axes.set_xlabel("extra missing labels r (% of the observed training labels)")
     axes.set_ylabel("macro per-annotator test accuracy")
     axes.set_title("Accuracy vs extra missing labels (mean ± std over seeds)")
     axes.legend(fontsize=8)

@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 run_paper_experiments,
                 inputs=[
                     "embeddings", "label_matrix_full", "classes", "params:paper_tables", "params:training",
-                    "params:similarity", "params:confidence_cycling",
+                    "params:similarity", "params:methods", "params:crowd_baselines",
                 ],
                 outputs="paper_runs",
                 name="run_paper_experiments",

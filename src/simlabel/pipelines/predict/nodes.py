@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -11,38 +12,42 @@ import torch
 from simlabel.training.loop import BatchSource, model_from_checkpoint, predict_log_proba
 
 logger = logging.getLogger(__name__)
-BRANCHES = ("skip", "simlabel", "simlabel_confidence")
+
+
+def choose_checkpoint(model_checkpoints: dict[str, Callable[[], dict]], params: dict) -> dict:
+    """The ``predict.method`` checkpoint (``{architecture: payload}``), loaded from the partitions
+    ``<method>/checkpoint`` of ``data/06_models``."""
+    method = params["method"]
+    key = f"{method}/checkpoint"
+    if key not in model_checkpoints:
+        trained = sorted(k.split("/")[0] for k in model_checkpoints if k.endswith("/checkpoint"))
+        raise ValueError(f"predict.method={method!r} has no checkpoint; trained methods: {trained}. Run the training pipeline first")
+    return model_checkpoints[key]()
 
 
 def predict_annotators(
-    skip: dict, simlabel: dict, simlabel_confidence: dict, embeddings: np.ndarray, frames: np.ndarray,
-    items: pd.DataFrame, params: dict,
+    checkpoint: dict, embeddings: np.ndarray, frames: np.ndarray, items: pd.DataFrame, params: dict
 ) -> pd.DataFrame:
     """Every annotator's predicted label and its probability for every new item.
 
     Parameters
     ----------
-    skip, simlabel, simlabel_confidence : the branches' checkpoints ({architecture: payload}).
+    checkpoint : one method's checkpoint ({architecture: payload}).
     embeddings : (N, T, D) embeddings of the new items (same backbone as for training).
     frames : (N, K, H, W, 3) frames of the new items (used only by fine-tuned checkpoints).
     items : item_id of each row.
-    params : ``branch`` (skip | simlabel | simlabel_confidence), ``architecture`` (None = the
-        first one trained).
+    params : ``architecture`` (None = the first one trained).
 
     Returns
     -------
     Long table: item_id, annotator_id, label (class name), label_index, probability.
     """
-    branch = params["branch"]
-    if branch not in BRANCHES:
-        raise ValueError(f"predict.branch must be one of {BRANCHES}, got {branch!r}")
-    checkpoints = {"skip": skip, "simlabel": simlabel, "simlabel_confidence": simlabel_confidence}[branch]
-    architecture = params.get("architecture") or next(iter(checkpoints))
-    if architecture not in checkpoints:
-        raise ValueError(f"the {branch} checkpoint has architectures {sorted(checkpoints)}, not {architecture!r}")
-    payload = checkpoints[architecture]
+    architecture = params.get("architecture") or next(iter(checkpoint))
+    if architecture not in checkpoint:
+        raise ValueError(f"the checkpoint has architectures {sorted(checkpoint)}, not {architecture!r}")
+    payload = checkpoint[architecture]
     model = model_from_checkpoint(payload)
-    finetuned = payload["config"]["finetune_backbone"]
+    finetuned = bool(payload["model_args"].get("backbone"))
     inputs = np.asarray(frames) if finetuned else np.asarray(embeddings, dtype=np.float32)
     if inputs.ndim == 2:
         inputs = inputs[:, None, :]
@@ -57,7 +62,7 @@ def predict_annotators(
     best = probs.argmax(-1)
     annotators, classes = payload["annotators"], payload["classes"]
     n_items, n_annotators = best.shape
-    logger.info("predicted %d annotators' labels for %d new items (%s, %s)", n_annotators, n_items, branch, architecture)
+    logger.info("predicted %d annotators' labels for %d new items (%s)", n_annotators, n_items, architecture)
     return pd.DataFrame(
         {
             "item_id": np.repeat(items["item_id"].astype(str).to_numpy(), n_annotators),

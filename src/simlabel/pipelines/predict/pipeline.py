@@ -2,11 +2,12 @@ from kedro.pipeline import Node, Pipeline
 
 from simlabel.pipelines.ingestion import create_pipeline as ingestion
 
-from .nodes import predict_annotators
+from .nodes import choose_checkpoint, predict_annotators
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Ingest the new folder (``predict_dir``) like the training folder, then predict."""
+    """Ingest the new folder (``predict_dir``) like the training folder, then predict with the
+    checkpoint of ``predict.method``."""
     new_items = Pipeline(
         ingestion(),
         namespace="new_items",
@@ -15,14 +16,15 @@ def create_pipeline(**kwargs) -> Pipeline:
     )
     return new_items + Pipeline(
         [
+            Node(choose_checkpoint, inputs=["model_checkpoints", "params:predict"], outputs="predict_checkpoint",
+                 name="choose_checkpoint"),
             Node(
                 predict_annotators,
-                inputs=[
-                    "skip.checkpoint", "simlabel.checkpoint", "simlabel_confidence.checkpoint",
-                    "new_items.embeddings", "new_items.frames", "new_items.ingested_items", "params:predict",
-                ],
+                inputs=["predict_checkpoint", "new_items.embeddings", "new_items.frames", "new_items.ingested_items",
+                        "params:predict"],
                 outputs="annotator_predictions",
                 name="predict_annotators",
-            )
-        ]
+            ),
+        ],
+        tags=["predict"],
     )

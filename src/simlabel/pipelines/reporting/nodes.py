@@ -1,5 +1,5 @@
-"""Per-annotator and mean test accuracy of Skip, SimLabel and SimLabel + confidence, for every
-architecture trained: the paper's Table 2/3 shape (rows = architecture x method)."""
+"""Per-annotator and mean test accuracy of every method, for every architecture trained: the
+paper's Table 2/3 shape (rows = architecture x method), with 95 % intervals over annotators."""
 
 from __future__ import annotations
 
@@ -10,109 +10,132 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from simlabel.core.labels import MISSING
-from simlabel.core.metrics import per_annotator_accuracy
+from simlabel.core.metrics import mean_interval, per_annotator_accuracy
 from simlabel.folder import CrowdFolder
+from simlabel.reports import MAX_MARKDOWN_ANNOTATORS, markdown_table, similarity_heatmaps
 
 logger = logging.getLogger(__name__)
-METHOD_LABELS = {"skip": "Skip", "simlabel": "SimLabel", "simlabel_confidence": "SimLabel + confidence"}
-MAX_MARKDOWN_ANNOTATORS = 20
 
 
-def test_accuracy(predictions: pd.DataFrame, annotators: list[str]) -> tuple[pd.Series, pd.Series]:
-    """Each annotator's accuracy on the test items they labelled, and their number of test labels."""
+def combine_tables(*tables: pd.DataFrame) -> pd.DataFrame:
+    """One long table from the methods' tables (each has a ``method`` column)."""
+    filled = [t for t in tables if not t.empty]
+    return pd.concat(filled, ignore_index=True) if filled else tables[0].iloc[:0]
+
+
+def per_annotator_table(predictions: pd.DataFrame, annotators: list[str]) -> pd.DataFrame:
+    """Long table: method, architecture, annotator_id, n_test, accuracy (test items they labelled)."""
     test = predictions[predictions["split"] == "test"]
-    labels = test.pivot(index="item_id", columns="annotator_id", values="label").reindex(columns=annotators)
-    predicted = test.pivot(index="item_id", columns="annotator_id", values="predicted").reindex(columns=annotators)
-    accuracy, n_labels = per_annotator_accuracy(predicted.fillna(MISSING).to_numpy(), labels.fillna(MISSING).to_numpy())
-    return pd.Series(accuracy, index=annotators), pd.Series(n_labels, index=annotators)
+    rows = []
+    for (method, architecture), block in test.groupby(["method", "architecture"], sort=False):
+        labels = block.pivot(index="item_id", columns="annotator_id", values="label").reindex(columns=annotators)
+        predicted = block.pivot(index="item_id", columns="annotator_id", values="predicted").reindex(columns=annotators)
+        accuracy, n_test = per_annotator_accuracy(predicted.fillna(MISSING).to_numpy(), labels.fillna(MISSING).to_numpy())
+        rows.append(pd.DataFrame({"method": method, "architecture": architecture, "annotator_id": annotators,
+                                  "n_test": n_test, "accuracy": accuracy}))
+    return pd.concat(rows, ignore_index=True)
 
 
-def truth_accuracy(truth_predictions: pd.DataFrame, truth: pd.DataFrame | None, classes: list) -> dict[str, float]:
-    """Test accuracy of a ground-truth head (``madl``) against ``truth.csv``, by architecture."""
+def truth_accuracy(truth_predictions: pd.DataFrame, truth: pd.DataFrame | None, classes: list) -> pd.Series:
+    """Test accuracy of a ground-truth head (``madl``) against ``truth.csv``, by (method, architecture)."""
     if truth is None or truth_predictions.empty:
-        return {}
+        return pd.Series(dtype=float)
     known = truth.assign(item_id=truth["item_id"].astype(str)).set_index("item_id")["label"]
     by_name = {name: k for k, name in enumerate(classes)}
     known = known.map(lambda v: by_name.get(str(v), int(v) if str(v).lstrip("-").isdigit() else np.nan))
     test = truth_predictions[truth_predictions["split"] == "test"]
     test = test.assign(truth=test["item_id"].map(known)).dropna(subset=["truth"])
-    return {a: float((g["predicted"] == g["truth"]).mean()) for a, g in test.groupby("architecture", sort=False)}
+    return test.assign(hit=test["predicted"] == test["truth"]).groupby(["method", "architecture"], sort=False)["hit"].mean()
 
 
 def evaluate_methods(
-    label_matrix: pd.DataFrame,
-    classes: list,
+    predictions: pd.DataFrame, truth_predictions: pd.DataFrame, label_matrix: pd.DataFrame, classes: list,
     crowd_folder: CrowdFolder,
-    skip: pd.DataFrame,
-    simlabel: pd.DataFrame,
-    simlabel_confidence: pd.DataFrame,
-    skip_truth: pd.DataFrame,
-    simlabel_truth: pd.DataFrame,
-    simlabel_confidence_truth: pd.DataFrame,
-) -> tuple[pd.DataFrame, dict, str, Figure]:
-    """Accuracy table (CSV), DVC metrics, Markdown table and bar chart.
+) -> dict:
+    """Accuracy tables, DVC metrics, Markdown and bar chart from the long predictions table.
 
     Returns
     -------
-    table : one row per (architecture, method): each annotator's test accuracy, ``mean`` (over
-        annotators with test labels), ``truth_accuracy`` where a ground-truth head and truth exist.
-    metrics : ``{method: {mean_accuracy, per_annotator}}`` for the first architecture, plus
-        ``by_architecture`` and ``n_test_labels``.
+    accuracy_table : one row per (architecture, method): mean accuracy over annotators with
+        test labels, its 95 % t-interval, n annotators (and ``truth_accuracy`` of a ground-truth head).
+    per_annotator : method, architecture, annotator_id, n_test, accuracy.
+    metrics : ``{method: {mean_accuracy, ci95_low, ci95_high, n_annotators}}`` for the first
+        architecture (``method@architecture`` for the others): small and flat for DVC.
+    accuracy_markdown, accuracy_plot.
     """
-    truth = crowd_folder.truth
-    branches = {"skip": skip, "simlabel": simlabel, "simlabel_confidence": simlabel_confidence}
-    truths = {"skip": skip_truth, "simlabel": simlabel_truth, "simlabel_confidence": simlabel_confidence_truth}
     annotators = list(label_matrix.columns)
-    architectures = list(dict.fromkeys(skip["architecture"]))
-    rows, by_architecture, n_test = [], {}, None
-    for architecture in architectures:
-        by_architecture[architecture] = {}
-        for method, predictions in branches.items():
-            accuracy, n_test = test_accuracy(predictions[predictions["architecture"] == architecture], annotators)
-            truth_acc = truth_accuracy(truths[method], truth, classes).get(architecture, np.nan)
-            rows.append({"architecture": architecture, "method": method, **accuracy, "mean": np.nanmean(accuracy), "truth_accuracy": truth_acc})
-            by_architecture[architecture][method] = {
-                "mean_accuracy": float(np.nanmean(accuracy)),
-                "per_annotator": {a: float(v) for a, v in accuracy.dropna().items()},
-                **({"truth_accuracy": truth_acc} if not np.isnan(truth_acc) else {}),
-            }
+    per_annotator = per_annotator_table(predictions, annotators)
+    truth = truth_accuracy(truth_predictions, crowd_folder.truth, classes)
+    rows = []
+    for (method, architecture), block in per_annotator.groupby(["method", "architecture"], sort=False):
+        interval = mean_interval(block["accuracy"])  # a t-interval, clipped to the range of an accuracy
+        rows.append({"architecture": architecture, "method": method, "mean_accuracy": interval["mean"],
+                     "ci95_low": max(0.0, interval["ci95_low"]), "ci95_high": min(1.0, interval["ci95_high"]),
+                     "n_annotators": interval["n"],
+                     "n_untested": int((block["n_test"] == 0).sum()), "truth_accuracy": truth.get((method, architecture), np.nan)})
     table = pd.DataFrame(rows)
     if table["truth_accuracy"].isna().all():
         table = table.drop(columns="truth_accuracy")
-    metrics = {**by_architecture[architectures[0]], "by_architecture": by_architecture,
-               "n_test_labels": {a: int(n) for a, n in n_test.items()}}
-
-    markdown = accuracy_markdown(table, annotators, n_test)
-    logger.info("test accuracy per annotator (mean = mean over annotators):\n%s", markdown)
-    return table, metrics, markdown, accuracy_bar_chart(table, annotators)
-
-
-def accuracy_markdown(table: pd.DataFrame, annotators: list[str], n_test: pd.Series) -> str:
-    shown = table.assign(method=table["method"].map(METHOD_LABELS))
-    if len(annotators) > MAX_MARKDOWN_ANNOTATORS:  # too wide: the CSV has every annotator
-        shown = shown.drop(columns=annotators)
-    numbers = shown.columns.drop(["architecture", "method"])
-    shown[numbers] = shown[numbers].apply(lambda column: column.map(lambda v: "" if pd.isna(v) else f"{v:.3f}"))
-    counts = {a: str(int(n_test[a])) for a in annotators if a in shown.columns}
-    footer = pd.DataFrame([{"architecture": "", "method": "n test labels", **counts}])
-    return pd.concat([shown, footer], ignore_index=True).fillna("").to_markdown(index=False, disable_numparse=True) + "\n"
+    first = table["architecture"].iloc[0]
+    metrics = {
+        (row.method if row.architecture == first else f"{row.method}@{row.architecture}"): {
+            "mean_accuracy": round(row.mean_accuracy, 6), "ci95_low": round(row.ci95_low, 6),
+            "ci95_high": round(row.ci95_high, 6), "n_annotators": int(row.n_annotators),
+        }
+        for row in table.itertuples()
+    }
+    markdown = accuracy_markdown(table, per_annotator, annotators)
+    logger.info("test accuracy (mean over annotators, 95 %% interval):\n%s", markdown)
+    return {"accuracy_table": table, "per_annotator": per_annotator, "metrics": metrics,
+            "accuracy_markdown": markdown, "accuracy_plot": accuracy_bar_chart(table, per_annotator)}
 
 
-def accuracy_bar_chart(table: pd.DataFrame, annotators: list[str]) -> Figure:
-    """Per-annotator (first architecture) and mean test accuracy of each method."""
-    first = table[table["architecture"] == table["architecture"].iloc[0]].set_index("method")
-    columns = (annotators if len(annotators) <= 40 else []) + ["mean"]
-    figure = Figure(figsize=(max(6.0, 0.55 * len(columns) + 2), 4.0), layout="constrained")
-    axes = figure.subplots()
-    x = np.arange(len(columns))
-    width = 0.8 / len(first)
-    for k, (method, row) in enumerate(first.iterrows()):
-        axes.bar(x + (k - (len(first) - 1) / 2) * width, row[columns].astype(float), width, label=METHOD_LABELS[method])
-    axes.set_xticks(x, columns, rotation=45 if len(columns) > 12 else 0)
-    axes.set_ylim(0, 1)
-    axes.set_ylabel("test accuracy")
-    axes.set_title(f"Per-annotator test accuracy ({table['architecture'].iloc[0]})")
-    axes.legend(loc="lower right")
+def accuracy_markdown(table: pd.DataFrame, per_annotator: pd.DataFrame, annotators: list[str]) -> str:
+    """The mean table, then (for up to ``MAX_MARKDOWN_ANNOTATORS``) each annotator's accuracy."""
+    n_test = per_annotator.drop_duplicates("annotator_id").set_index("annotator_id")["n_test"]
+    untested = int((n_test == 0).sum())
+    lines = [
+        "Mean test accuracy over annotators (each annotator scored on the test items they labelled) "
+        "with its 95 % t-interval over annotators.",
+        markdown_table(table),
+        f"Test labels per annotator: min {n_test.min()}, median {n_test.median():g}, max {n_test.max()}"
+        + (f"; {untested} annotators have none and are left out of the means." if untested else "."),
+    ]
+    if len(annotators) <= MAX_MARKDOWN_ANNOTATORS:
+        wide = per_annotator.pivot_table(index=["architecture", "method"], columns="annotator_id", values="accuracy",
+                                         sort=False, dropna=False).reindex(columns=annotators).reset_index()
+        counts = pd.DataFrame([{"architecture": "", "method": "n test labels", **{a: float(n_test[a]) for a in annotators}}])
+        lines += ["Per annotator:", markdown_table(pd.concat([wide, counts], ignore_index=True))]
+    return "\n\n".join(lines) + "\n"
+
+
+def accuracy_bar_chart(table: pd.DataFrame, per_annotator: pd.DataFrame) -> Figure:
+    """Mean accuracy with its 95 % interval per method, and per-annotator accuracy (first architecture)."""
+    first = table["architecture"].iloc[0]
+    means = table[table["architecture"] == first]
+    detail = per_annotator[per_annotator["architecture"] == first]
+    annotators = list(dict.fromkeys(detail["annotator_id"]))
+    show_annotators = len(annotators) <= 40
+    figure = Figure(figsize=(max(7.0, 0.45 * len(annotators) + 4) if show_annotators else 6.0, 4.2), layout="constrained")
+    axes = figure.subplots(1, 2, width_ratios=[1, 3]) if show_annotators else [figure.subplots()]
+    x = np.arange(len(means))
+    errors = np.vstack([means["mean_accuracy"] - means["ci95_low"], means["ci95_high"] - means["mean_accuracy"]])
+    axes[0].bar(x, means["mean_accuracy"], yerr=errors, capsize=4, color=[f"C{k}" for k in x])
+    axes[0].set_xticks(x, means["method"], rotation=30, ha="right")
+    axes[0].set_ylim(0, 1)
+    axes[0].set_ylabel("test accuracy (fraction correct)")
+    axes[0].set_title("Mean over annotators ± 95 % CI", fontsize=9)
+    if show_annotators:
+        positions = np.arange(len(annotators))
+        width = 0.8 / len(means)
+        for k, (method, block) in enumerate(detail.groupby("method", sort=False)):
+            values = block.set_index("annotator_id")["accuracy"].reindex(annotators)
+            axes[1].bar(positions + (k - (len(means) - 1) / 2) * width, values, width, label=method, color=f"C{k}")
+        axes[1].set_xticks(positions, annotators, rotation=45 if len(annotators) > 12 else 0)
+        axes[1].set_ylim(0, 1)
+        axes[1].set_title(f"Per annotator ({first})", fontsize=9)
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    figure.suptitle("Per-annotator test accuracy by method")
     return figure
 
 
@@ -121,14 +144,24 @@ def attention_heatmap(frame_attention: pd.DataFrame) -> Figure:
     figure = Figure(figsize=(6, 4), layout="constrained")
     axes = figure.subplots()
     if frame_attention.empty:
-        axes.text(0.5, 0.5, "no cross-attention: train 'qumatl' to see it", ha="center", va="center")
+        axes.text(0.5, 0.5, "no cross-attention: train 'qumatl' on a video folder to see it", ha="center", va="center")
         axes.set_axis_off()
         return figure
-    first = frame_attention[frame_attention["architecture"] == frame_attention["architecture"].iloc[0]]
+    first = frame_attention[(frame_attention["architecture"] == frame_attention["architecture"].iloc[0])
+                            & (frame_attention["method"] == frame_attention["method"].iloc[0])]
     grid = first.pivot(index="annotator_id", columns="token", values="weight").reindex(first["annotator_id"].unique())
     image = axes.imshow(grid.to_numpy(), aspect="auto", cmap="magma")
     axes.set_yticks(range(len(grid)), grid.index)
     axes.set_xlabel("frame (token) index")
-    axes.set_title("Cross-attention of each annotator's query (SimLabel branch)")
+    axes.set_title(f"Cross-attention of each annotator's query ({first['method'].iloc[0]})")
     figure.colorbar(image, ax=axes, label="mean attention")
     return figure
+
+
+def plot_refined_similarity(similarity: pd.DataFrame, *refined: pd.DataFrame, methods: list[str]) -> Figure:
+    """The initial similarity beside each method's final one (changed only by confidence cycling)."""
+    matrices = {"initial (training labels)": similarity}
+    for method, matrix in zip(methods, refined, strict=True):
+        if not np.allclose(matrix.to_numpy(), similarity.to_numpy()):
+            matrices[f"after cycling: {method}"] = matrix
+    return similarity_heatmaps(matrices)

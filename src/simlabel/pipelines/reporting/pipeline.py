@@ -1,21 +1,34 @@
+from functools import partial, update_wrapper
+
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import attention_heatmap, evaluate_methods
+from simlabel.methods import method_names
+
+from .nodes import attention_heatmap, combine_tables, evaluate_methods, plot_refined_similarity
+
+COMBINED = {"predictions": "predictions", "truth_predictions": "truth_predictions", "frame_attention": "frame_attention"}
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
+    """Every method's tables combined into long tables, then one report over all methods."""
+    methods = methods or method_names()
+    combine = [
+        Node(combine_tables, inputs=[f"{m}.{table}" for m in methods], outputs=combined, name=f"combine_{table}")
+        for table, combined in COMBINED.items()
+    ]
+    plot_similarity = update_wrapper(partial(plot_refined_similarity, methods=methods), plot_refined_similarity)
     return Pipeline(
         [
+            *combine,
             Node(
                 evaluate_methods,
-                inputs=[
-                    "label_matrix", "classes", "crowd_folder",
-                    "skip.predictions", "simlabel.predictions", "simlabel_confidence.predictions",
-                    "skip.truth_predictions", "simlabel.truth_predictions", "simlabel_confidence.truth_predictions",
-                ],
-                outputs=["accuracy_table", "metrics", "accuracy_markdown", "accuracy_plot"],
+                inputs=["predictions", "truth_predictions", "label_matrix", "classes", "crowd_folder"],
+                outputs={key: key for key in ("accuracy_table", "per_annotator", "metrics", "accuracy_markdown", "accuracy_plot")},
                 name="evaluate_methods",
             ),
-            Node(attention_heatmap, inputs="simlabel.frame_attention", outputs="attention_plot", name="plot_frame_attention"),
-        ]
+            Node(attention_heatmap, inputs="frame_attention", outputs="attention_plot", name="plot_frame_attention"),
+            Node(plot_similarity, inputs=["similarity", *[f"{m}.refined_similarity" for m in methods]],
+                 outputs="refined_similarity_heatmap", name="plot_refined_similarity"),
+        ],
+        tags=["reporting"],
     )

@@ -1,4 +1,5 @@
-"""Train the annotator models of one branch (Skip or SimLabel), for every listed architecture."""
+"""Train one method (``methods.<name>``) for every listed architecture, through
+``experiment.run_method``: the same function paper_tables calls."""
 
 from __future__ import annotations
 
@@ -9,44 +10,50 @@ import numpy as np
 import pandas as pd
 import torch
 
+from simlabel.core.cycling import IMPUTED_COLUMNS
 from simlabel.core.labels import MISSING
-from simlabel.training.loop import TrainConfig, TrainingResult, train_annotator_models
+from simlabel.experiment import Split, run_method
+from simlabel.training.config import TrainConfig
+from simlabel.training.loop import TrainingResult
 
-PREDICTION_COLUMNS = ["architecture", "item_id", "annotator_id", "split", "label", "predicted", "probability"]
-ATTENTION_COLUMNS = ["architecture", "annotator_id", "token", "weight"]
-TRUTH_COLUMNS = ["architecture", "item_id", "split", "predicted", "probability"]
-
-
-@dataclasses.dataclass
-class Fitted:
-    """The trained models of one branch, by architecture, and what they were trained on."""
-
-    results: dict[str, TrainingResult]
-    configs: dict[str, TrainConfig]
-    label_matrix: pd.DataFrame
-    split: pd.Series
-    classes: list
-    input_shape: tuple
-
-    @property
-    def primary(self) -> TrainingResult:
-        """The first architecture listed: it feeds the imputed labels and refined similarity."""
-        return next(iter(self.results.values()))
+PREDICTION_COLUMNS = ["method", "architecture", "item_id", "annotator_id", "split", "label", "predicted", "probability"]
+ATTENTION_COLUMNS = ["method", "architecture", "annotator_id", "token", "weight"]
+TRUTH_COLUMNS = ["method", "architecture", "item_id", "split", "predicted", "probability"]
 
 
-def fit(
-    embeddings: np.ndarray,
-    frames: np.ndarray | None,
-    label_matrix: pd.DataFrame,
-    item_split: pd.DataFrame,
-    similarity: pd.DataFrame,
-    classes: list,
-    training_params: dict,
-    similarity_params: dict,
-    *overrides: dict,
-) -> Fitted:
-    """Run the training loop for each of ``training_params["architectures"]``, with the
-    parameters updated by each of ``overrides`` (e.g. ``unlabeled_weight: 0`` for Skip)."""
+def method_configs(training: dict, similarity: dict, method: dict, method_name: str) -> dict[str, TrainConfig]:
+    """``{architecture: TrainConfig}``: ``training`` updated by the method's overrides."""
+    params = dict(training)
+    state_dir = params.pop("state_dir", None)
+    architectures = params.pop("architectures", None) or ["heads"]
+    if isinstance(architectures, str):  # from the command line: --params="training.architectures=heads madl"
+        architectures = re.split(r"[\s,;]+", architectures.strip())
+    return {
+        architecture: TrainConfig.from_params(
+            params, {"min_overlap": similarity["min_overlap"]}, method, {"architecture": architecture},
+            {"state_path": f"{state_dir}/{method_name}/{architecture}.pt"} if state_dir else {},
+        )
+        for architecture in architectures
+    }
+
+
+def train_method(
+    embeddings: np.ndarray, frames: np.ndarray, label_matrix: pd.DataFrame, item_split: pd.DataFrame,
+    similarity: pd.DataFrame, classes: list, training: dict, similarity_params: dict, method: dict,
+    method_name: str,
+) -> dict:
+    """Train ``method_name`` for each of ``training.architectures``.
+
+    ``frames`` are only read when ``training.finetune_backbone`` is on (a memory map otherwise).
+
+    Returns
+    -------
+    checkpoint : {architecture: payload with the model's constructor arguments and weights}.
+    predictions : every labelled entry's prediction (all splits), long, with ``method``.
+    training_history, frame_attention (qumatl), truth_predictions (madl) : long tables.
+    imputed_labels, refined_similarity : of the first architecture (empty / the initial
+        similarity without confidence cycling).
+    """
     if len(embeddings) != len(label_matrix):
         raise ValueError(
             f"embeddings have {len(embeddings)} rows but the label matrix has {len(label_matrix)} items: "
@@ -54,158 +61,96 @@ def fit(
         )
     if list(similarity.columns) != list(label_matrix.columns):
         raise ValueError("similarity and label matrix disagree on the annotators: rerun the similarity stage")
-    params = dict(training_params)
-    state_dir = params.pop("state_dir", None)
-    overrides = [dict(o) for o in overrides]
-    branch = next((o.pop("branch") for o in overrides if "branch" in o), "run")
-    architectures = params.pop("architectures", None) or ["heads"]
-    if isinstance(architectures, str):  # from the command line: --params="training.architectures=heads madl"
-        architectures = re.split(r"[\s,;]+", architectures.strip())
-    split = item_split.set_index("item_id")["split"].reindex(label_matrix.index)
+    names = item_split.set_index("item_id")["split"].reindex(label_matrix.index)
+    split = Split.from_names(names)
     tokens = np.asarray(embeddings, dtype=np.float32)
-    if tokens.ndim == 2:
-        tokens = tokens[:, None, :]
-    results, configs = {}, {}
-    for architecture in architectures:
-        # Per-epoch training state, so `resume: true` continues a run that was killed.
-        state = {"state_path": f"{state_dir}/{branch}/{architecture}.pt"} if state_dir else {}
-        config = TrainConfig.from_params(
-            params, {"min_overlap": similarity_params["min_overlap"]}, *overrides, {"architecture": architecture}, state
-        )
-        results[architecture] = train_annotator_models(
-            tokens,
-            label_matrix.to_numpy(),
-            split.eq("train").to_numpy(),
-            split.eq("val").to_numpy(),
-            similarity.to_numpy(),
-            len(classes),
-            config,
-            frames=frames,
-        )
-        configs[architecture] = config
-    input_shape = np.shape(frames)[1:] if configs[architectures[0]].finetune_backbone else tokens.shape[1:]
-    return Fitted(results, configs, label_matrix, split, list(classes), tuple(int(s) for s in input_shape))
-
-
-def checkpoints(fitted: Fitted) -> dict:
-    """``{architecture: everything needed to rebuild the model and name its outputs}``."""
+    tokens = tokens[:, None, :] if tokens.ndim == 2 else tokens
+    configs = method_configs(training, similarity_params, method, method_name)
+    results = {
+        architecture: run_method(tokens, label_matrix.to_numpy(), split, similarity.to_numpy(), len(classes), config, frames)
+        for architecture, config in configs.items()
+    }
+    primary = next(iter(results.values()))
+    input_shape = np.shape(frames)[1:] if next(iter(configs.values())).finetune_backbone else tokens.shape[1:]
+    context = {"method": method_name, "label_matrix": label_matrix, "split": names}
     return {
-        architecture: {
-            "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-            "config": dataclasses.asdict(fitted.configs[architecture]),
-            "input_shape": fitted.input_shape,
-            "annotators": list(fitted.label_matrix.columns),
-            "classes": fitted.classes,
-            "best_epoch": result.best_epoch,
-            "best_val_accuracy": result.best_val_accuracy,
-        }
-        for architecture, result in fitted.results.items()
+        "checkpoint": {a: checkpoint(r, configs[a], label_matrix, classes, input_shape) for a, r in results.items()},
+        "predictions": labelled_predictions(results, **context),
+        "training_history": pd.concat(
+            [r.history.assign(method=method_name, architecture=a) for a, r in results.items()], ignore_index=True
+        ),
+        "frame_attention": frame_attention(results, **context),
+        "truth_predictions": truth_predictions(results, **context),
+        "imputed_labels": primary.imputed.to_frame(label_matrix.index, label_matrix.columns)
+        if primary.imputed is not None else pd.DataFrame(columns=IMPUTED_COLUMNS),
+        "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy()),
     }
 
 
-def labelled_predictions(fitted: Fitted) -> pd.DataFrame:
+def checkpoint(result: TrainingResult, config: TrainConfig, label_matrix: pd.DataFrame, classes, input_shape) -> dict:
+    """Everything needed to rebuild the model (``model_from_checkpoint``) and name its outputs."""
+    return {
+        "model_args": result.model_args,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "config": dataclasses.asdict(config),
+        "input_shape": tuple(int(s) for s in input_shape),
+        "annotators": list(label_matrix.columns),
+        "classes": list(classes),
+        "best_epoch": result.best_epoch,
+        "best_val_accuracy": result.best_val_accuracy,
+    }
+
+
+def labelled_predictions(results: dict, method: str, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """Predicted label and its probability for every labelled (item, annotator) entry."""
-    values = fitted.label_matrix.to_numpy()
+    values = label_matrix.to_numpy()
     rows = np.flatnonzero((values != MISSING).any(1))
     frames = []
-    for architecture, result in fitted.results.items():
+    for architecture, result in results.items():
         parts = []
         for batch, log_p in result.log_proba(rows):
             prob, pred = log_p.exp().max(-1)
             r, c = np.nonzero(values[batch] != MISSING)
             parts.append((batch[r], c, pred.cpu().numpy()[r, c], prob.cpu().numpy()[r, c]))
         item_rows, cols, predicted, probability = (np.concatenate(p) for p in zip(*parts, strict=True))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "architecture": architecture,
-                    "item_id": fitted.label_matrix.index.to_numpy()[item_rows],
-                    "annotator_id": fitted.label_matrix.columns.to_numpy()[cols],
-                    "split": fitted.split.to_numpy()[item_rows],
-                    "label": values[item_rows, cols],
-                    "predicted": predicted,
-                    "probability": probability,
-                }
-            )
-        )
+        frames.append(pd.DataFrame({
+            "method": method, "architecture": architecture,
+            "item_id": label_matrix.index.to_numpy()[item_rows], "annotator_id": label_matrix.columns.to_numpy()[cols],
+            "split": split.to_numpy()[item_rows], "label": values[item_rows, cols],
+            "predicted": predicted, "probability": probability,
+        }))
     return pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS]
 
 
-def histories(fitted: Fitted) -> pd.DataFrame:
-    return pd.concat(
-        [result.history.assign(architecture=a) for a, result in fitted.results.items()], ignore_index=True
-    )
-
-
 @torch.no_grad()
-def frame_attention(fitted: Fitted) -> pd.DataFrame:
+def frame_attention(results: dict, method: str, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """Mean cross-attention of each annotator's query over the input tokens (frames), on the
     test items, for the architectures that have one (``qumatl``); empty otherwise."""
-    rows = np.flatnonzero(fitted.split.eq("test").to_numpy())
+    rows = np.flatnonzero(split.eq("test").to_numpy())
     frames = []
-    for architecture, result in fitted.results.items():
+    for architecture, result in results.items():
         if not hasattr(result.model, "cross_attention") or rows.size == 0:
             continue
         total = sum(
-            result.model.cross_attention(result.inputs[rows[lo : lo + 256]]).sum(0)
-            for lo in range(0, rows.size, 256)
+            result.model.cross_attention(result.inputs[rows[lo : lo + 256]]).sum(0) for lo in range(0, rows.size, 256)
         ) / rows.size  # (A, T)
-        annotators, tokens = np.meshgrid(fitted.label_matrix.columns, np.arange(total.shape[1]), indexing="ij")
-        frames.append(
-            pd.DataFrame(
-                {"architecture": architecture, "annotator_id": annotators.ravel(), "token": tokens.ravel(),
-                 "weight": total.cpu().numpy().ravel()}
-            )
-        )
+        annotators, tokens = np.meshgrid(label_matrix.columns, np.arange(total.shape[1]), indexing="ij")
+        frames.append(pd.DataFrame({"method": method, "architecture": architecture, "annotator_id": annotators.ravel(),
+                                    "token": tokens.ravel(), "weight": total.cpu().numpy().ravel()}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ATTENTION_COLUMNS)
 
 
 @torch.no_grad()
-def truth_predictions(fitted: Fitted) -> pd.DataFrame:
+def truth_predictions(results: dict, method: str, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
     """The ground-truth head's prediction for every item, for architectures that have one (``madl``)."""
-    rows = np.arange(len(fitted.label_matrix))
+    rows = np.arange(len(label_matrix))
     frames = []
-    for architecture, result in fitted.results.items():
+    for architecture, result in results.items():
         if not hasattr(result.model, "truth_log_proba"):
             continue
         result.model.eval()
         log_p = torch.cat([result.model.truth_log_proba(result.inputs[rows[lo : lo + 512]]) for lo in range(0, rows.size, 512)])
         prob, pred = log_p.exp().max(-1)
-        frames.append(
-            pd.DataFrame(
-                {"architecture": architecture, "item_id": fitted.label_matrix.index.to_numpy(),
-                 "split": fitted.split.to_numpy(), "predicted": pred.cpu().numpy(), "probability": prob.cpu().numpy()}
-            )
-        )
+        frames.append(pd.DataFrame({"method": method, "architecture": architecture, "item_id": label_matrix.index.to_numpy(),
+                                    "split": split.to_numpy(), "predicted": pred.cpu().numpy(), "probability": prob.cpu().numpy()}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRUTH_COLUMNS)
-
-
-def branch_outputs(fitted: Fitted) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """checkpoint, predictions, history, frame attention, ground-truth-head predictions."""
-    return checkpoints(fitted), labelled_predictions(fitted), histories(fitted), frame_attention(fitted), truth_predictions(fitted)
-
-
-def train_branch(
-    embeddings: np.ndarray,
-    frames: np.ndarray,
-    label_matrix: pd.DataFrame,
-    item_split: pd.DataFrame,
-    similarity: pd.DataFrame,
-    classes: list,
-    training_params: dict,
-    similarity_params: dict,
-    method_params: dict,
-) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Train one branch; ``method_params`` override ``training`` (e.g. unlabeled_weight: 0 = Skip).
-
-    ``frames`` are only read when ``training.finetune_backbone`` is on (a memory map otherwise).
-
-    Returns
-    -------
-    checkpoint ({architecture: payload}), predictions (labelled entries of every split),
-    per-epoch history, frame attention (qumatl), ground-truth-head predictions (madl).
-    """
-    fitted = fit(
-        embeddings, frames, label_matrix, item_split, similarity, classes, training_params, similarity_params, method_params
-    )
-    return branch_outputs(fitted)

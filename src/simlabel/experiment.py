@@ -1,0 +1,125 @@
+"""One path from labels to scores: split, similarity, method, predictions, per-annotator score.
+
+The main pipeline's training node and the paper's tables both call ``run_method``; a method is a
+``TrainConfig`` (a block of ``methods:`` merged over ``training``), so a change to how similarity,
+soft labels or training work reaches every report at once.
+
+Crowd baselines are methods too (``crowd_baseline``):
+- ``consensus``: one classifier trained on the training items' majority-vote labels predicts that
+  class for every annotator;
+- ``dawid_skene``: Dawid-Skene EM on the training labels gives class posteriors and per-annotator
+  confusions; a classifier trained on the posteriors (the ``FixedTargets`` strategy) gives
+  p(y|x), and annotator a's prediction is sum_y p(y|x) pi_a[y, :].
+Both are returned as annotator models (``AnnotatorsFromTruth``), so predictions, checkpoints and
+scores treat them like any other method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from simlabel.core.baselines import dawid_skene, majority_vote
+from simlabel.core.labels import MISSING, split_items
+from simlabel.core.similarity import estimate_similarity as similarity_estimate
+from simlabel.models.factory import AnnotatorsFromTruth
+from simlabel.training.config import TrainConfig
+from simlabel.training.loop import TrainingResult, predict_labels, train_annotator_models
+
+
+@dataclass
+class Split:
+    """(N,) bool masks of the training, validation and test items."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def from_names(cls, names) -> Split:
+        """From one split name (``train`` / ``val`` / ``test``) per item."""
+        names = pd.Series(names).to_numpy()
+        return cls(names == "train", names == "val", names == "test")
+
+    @classmethod
+    def draw(cls, item_ids, fractions: dict, seed: int) -> Split:
+        """A seeded random split (``split_items``), as the label_matrix stage draws it."""
+        return cls.from_names(split_items(item_ids, fractions, seed)["split"])
+
+    def labels_of(self, labels: np.ndarray, part: str) -> np.ndarray:
+        """(N, A) labels of one part's items, ``MISSING`` elsewhere."""
+        return np.where(getattr(self, part)[:, None], labels, MISSING)
+
+
+def estimate_similarity(train_labels: np.ndarray, n_classes: int, params: dict) -> np.ndarray:
+    """(A, A) annotator similarity from the training labels: ``params["estimator"]`` (default
+    ``kappa``, SPEC section 1; see core/similarity.py) with ``min_overlap``."""
+    return similarity_estimate(train_labels, n_classes, params.get("estimator", "kappa"), min_overlap=params["min_overlap"])
+
+
+def run_method(
+    tokens: np.ndarray, labels: np.ndarray, split: Split, similarity: np.ndarray, n_classes: int,
+    config: TrainConfig, frames: np.ndarray | None = None,
+) -> TrainingResult:
+    """Train one method on a split. ``tokens``: (N, T, D); ``labels``: (N, A), -1 = missing;
+    ``similarity``: (A, A), the similarity stage's (a method may ask for another estimator)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if config.crowd_baseline != "none":
+        return crowd_baseline(tokens, labels, split, n_classes, config, frames)
+    train_labels = split.labels_of(labels, "train")
+    if config.similarity_estimator != "stage":
+        similarity = similarity_estimate(train_labels, n_classes, config.similarity_estimator, min_overlap=config.min_overlap)
+    soft = ds_soft_targets(train_labels, n_classes, config.ds_diagonal_prior) if config.soft_targets == "dawid_skene" else None
+    return train_annotator_models(
+        tokens, labels, split.train, split.val, similarity, n_classes, config, frames, soft_targets=soft
+    )
+
+
+def ds_soft_targets(train_labels: np.ndarray, n_classes: int, diagonal_prior: float) -> np.ndarray:
+    """(N, A, C) soft labels of the missing training entries: the item's Dawid-Skene posterior
+    carried through each annotator's confusion, p(a says z | labels of i) = sum_y p(y | i) pi_a[y, z].
+    Zero for observed entries and for items without training labels."""
+    posteriors, confusions, _ = dawid_skene(train_labels, n_classes, diagonal_prior=diagonal_prior)
+    soft = np.einsum("iy,ayz->iaz", posteriors, confusions).astype(np.float32)
+    keep = (train_labels == MISSING) & (train_labels != MISSING).any(1, keepdims=True)
+    soft *= keep[..., None]
+    return soft
+
+
+def crowd_baseline(tokens, labels, split: Split, n_classes: int, config: TrainConfig, frames=None) -> TrainingResult:
+    """A classifier of the true class (trained by the same loop) mapped to every annotator."""
+    n_annotators = labels.shape[1]
+    train_labels = split.labels_of(labels, "train")
+    val_votes = majority_vote(split.labels_of(labels, "val"), n_classes, rng=config.seed)
+    train_votes = majority_vote(train_labels, n_classes, rng=config.seed)
+    classifier_config = dataclasses.replace(config, cycling=False, crowd_baseline="none", soft_entries_per_item=None)
+    if config.crowd_baseline == "consensus":
+        votes = np.where(split.train, train_votes, np.where(split.val, val_votes, MISSING))
+        soft, confusions = None, np.broadcast_to(np.eye(n_classes), (n_annotators, n_classes, n_classes))
+        classifier_config = dataclasses.replace(classifier_config, unlabeled_weight=0.0)
+    else:
+        posteriors, confusions, _ = dawid_skene(train_labels, n_classes, diagonal_prior=config.ds_diagonal_prior)
+        votes, soft = np.where(split.val, val_votes, MISSING), posteriors[:, None, :]
+        classifier_config = dataclasses.replace(classifier_config, unlabeled_weight=1.0)
+    result = train_annotator_models(
+        tokens, votes[:, None], split.train, split.val, np.zeros((1, 1)), n_classes, classifier_config, frames,
+        soft_targets=soft,
+    )
+    device = next(result.model.parameters()).device
+    model = AnnotatorsFromTruth(result.model, torch.as_tensor(np.array(confusions))).to(device)
+    return dataclasses.replace(
+        result, model=model.eval(), model_args={**result.model_args, "crowd_annotators": n_annotators},
+        similarity=np.zeros((n_annotators, n_annotators)),
+    )
+
+
+def score(result: TrainingResult, labels: np.ndarray, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(A,) test labels and correct predictions per annotator of a trained method."""
+    test_labels = np.asarray(labels)[split.test]
+    predicted = predict_labels(result.model, result.inputs, np.flatnonzero(split.test), result.eval_batch_size)
+    scored = test_labels != MISSING
+    return scored.sum(0), ((predicted == test_labels) & scored).sum(0)

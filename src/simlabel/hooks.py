@@ -1,0 +1,32 @@
+"""Project hooks (registered in settings.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from kedro.framework.hooks import hook_impl
+from kedro.io import MemoryDataset
+
+from simlabel.runtime import distributed_rank_and_size
+
+logger = logging.getLogger(__name__)
+
+
+class RankZeroSavesHooks:
+    """Under ``torchrun`` (simlabel.distributed) every rank runs the nodes but only rank 0 writes
+    the catalog's files; other ranks keep in-memory datasets so the nodes can pass data on. Does
+    nothing in a single-process run."""
+
+    @hook_impl
+    def after_catalog_created(self, catalog) -> None:
+        rank, world = distributed_rank_and_size()
+        if world == 1 or rank == 0:
+            return
+        save = catalog.save
+
+        def save_in_memory_only(name: str, data) -> None:
+            if isinstance(catalog[name], MemoryDataset):
+                save(name, data)
+
+        catalog.save = save_in_memory_only  # an instance attribute: this catalog only
+        logger.info("rank %d of %d: catalog files are written by rank 0", rank, world)
