@@ -167,3 +167,168 @@ def test_write_replaces_existing_clip(tmp_path):
     with pytest.raises(VideoDecodeError, match="6 frames"):
         read_clip_frames(path, k=7)
     assert read_clip_frames(path, k=6, size=16).shape == (6, 16, 16, 3)
+
+
+# --- sampled decoding (PyAV: only the kept frames and those they depend on are decoded) -------
+
+CODE_BITS = 8  # frame t carries t as 8 black / white blocks along its top rows
+
+
+def _coded_clip(n_frames=40, height=96, width=128, seed=0):
+    """Textured frames (so resampling matters) whose top band encodes the frame index in binary."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    frames = np.empty((n_frames, height, width, 3), np.uint8)
+    for t in range(n_frames):
+        frames[t, ..., 0] = (127 + 100 * np.sin((xx + 3 * t) / 7.0)).astype(np.uint8)
+        frames[t, ..., 1] = (127 + 100 * np.cos((yy - 2 * t) / 5.0)).astype(np.uint8)
+        frames[t, ..., 2] = rng.integers(60, 200, (height, width), dtype=np.uint8)
+        block = width // CODE_BITS
+        for bit in range(CODE_BITS):
+            frames[t, :16, bit * block : (bit + 1) * block] = 255 * ((t >> bit) & 1)
+    return frames
+
+
+def _decoded_index(frame: np.ndarray) -> int:
+    """The frame index coded in the top band of a frame read back at its own size."""
+    block = frame.shape[1] // CODE_BITS
+    bits = [frame[2:14, b * block + 2 : (b + 1) * block - 2].mean() > 127 for b in range(CODE_BITS)]
+    return sum(int(bit) << b for b, bit in enumerate(bits))
+
+
+def _write_cv2(path, frames, fourcc="mp4v", fps=25.0):
+    """mp4v .mp4 (a key frame every 12 frames) or MJPG .avi (every frame a key frame) via OpenCV."""
+    import cv2
+
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+
+
+def _write_av(path, frames, codec, b_frames=0, gop=12, rotation=None):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.max_b_frames, stream.codec_context.gop_size = b_frames, gop
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def _reference_read(path, k, size):
+    """Reference: decode every frame sequentially with OpenCV, keep the sampled ones, resize them."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    decoded = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        decoded.append(frame)
+    cap.release()
+    keep = [decoded[i] for i in sample_frame_indices(len(decoded), k)]
+    interp = lambda f: cv2.INTER_AREA if size * size < f.shape[0] * f.shape[1] else cv2.INTER_LINEAR  # noqa: E731
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp(f))[..., ::-1] for f in keep])
+
+
+def _packets_decoded(path, k):
+    """Packets the PyAV path sends to the decoder for one clip (it fails if the path is not taken)."""
+    av = pytest.importorskip("av")
+    from simlabel.media import video
+
+    class Counting:
+        def __init__(self, codec):
+            self.codec, self.n = codec, 0
+
+        def decode(self, packet):
+            self.n += packet is not None
+            return self.codec.decode(packet)
+
+        def flush_buffers(self):
+            self.codec.flush_buffers()
+
+    with av.open(str(path)) as container:
+        stream, packets = video._video_packets(container)
+        counting = Counting(stream.codec_context)
+        video._decode_at(counting, packets, sample_frame_indices(len(packets), k), 16)
+        return counting.n
+
+
+@pytest.mark.parametrize("codec", ["write_clip", "mjpg_avi", "mp4v_mp4", "mpeg4_bframes_mp4", "mpeg4_bframes_avi"])
+@pytest.mark.parametrize("k", [1, 5, 8, 40])
+def test_sampled_decode_equals_sequential_reference(tmp_path, codec, k):
+    pytest.importorskip("av")
+    from simlabel.media import video
+
+    frames = _coded_clip()
+    path = tmp_path / f"c.{codec[-3:]}" if codec != "write_clip" else tmp_path / "c.avi"
+    if codec == "write_clip":  # the project's own clip format
+        write_clip(path, frames)
+    elif codec == "mjpg_avi":
+        _write_cv2(path, frames, "MJPG")
+    elif codec == "mp4v_mp4":
+        _write_cv2(path, frames, "mp4v")
+    else:
+        _write_av(path, frames, "mpeg4", b_frames=2)
+    fast = video._read_sampled(path, k, 64)
+    assert fast is not None, "the PyAV path was not taken"
+    # Same frames as the sequential reads: the module's own fallback and an independent reference.
+    np.testing.assert_array_equal(fast, video._read_sequential(path, k, 64))
+    np.testing.assert_array_equal(read_clip_frames(path, k, 64), _reference_read(path, k, 64))
+    # Same frame indices: read at full size, the coded band gives back the sampled indices.
+    full = video._read_sampled(path, k, 96)  # the clip is 128 x 96: a square 96 keeps the code legible
+    assert [_decoded_index(f) for f in full] == sample_frame_indices(len(frames), k).tolist()
+
+
+def test_sampled_decode_skips_frames(tmp_path):
+    frames = _coded_clip(n_frames=60)
+    _write_cv2(tmp_path / "c.avi", frames, "MJPG")  # every frame is a key frame
+    _write_cv2(tmp_path / "c.mp4", frames, "mp4v")  # a key frame every 12 frames
+    assert _packets_decoded(tmp_path / "c.avi", 4) == 4  # frames 7, 22, 37, 52: nothing else
+    # Each wanted frame is decoded from its key frame (0, 12, 36, 48): 8 + 11 + 2 + 5 packets,
+    # where the sequential read decodes 53.
+    assert _packets_decoded(tmp_path / "c.mp4", 4) == 8 + 11 + 2 + 5
+
+
+@pytest.mark.parametrize("rotation", [90, 180, -90])
+def test_sampled_decode_applies_display_rotation_like_opencv(tmp_path, rotation):
+    from simlabel.media import video
+
+    path = tmp_path / "rotated.mp4"
+    _write_av(path, _coded_clip(n_frames=20), "mpeg4", rotation=rotation)
+    fast = video._read_sampled(path, 4, 32)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, video._read_sequential(path, 4, 32))
+
+
+def test_without_pyav_the_sequential_path_gives_the_same_frames(tmp_path, monkeypatch):
+    from simlabel.media import video
+
+    path = tmp_path / "c.mp4"
+    _write_cv2(path, _coded_clip())
+    with_av = read_clip_frames(path, 6, 48)
+    monkeypatch.setattr(video, "av", None)
+    assert video._read_sampled(path, 6, 48) is None
+    np.testing.assert_array_equal(read_clip_frames(path, 6, 48), with_av)
+
+
+def test_unusual_streams_fall_back_to_the_sequential_read(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    from simlabel.media import video
+
+    path = tmp_path / "c.avi"
+    write_clip(path, _coded_clip(n_frames=12))
+
+    def refuse(container):
+        raise video._UseSequential
+
+    monkeypatch.setattr(video, "_video_packets", refuse)
+    assert video._read_sampled(path, 3, 16) is None
+    assert read_clip_frames(path, 3, 16).shape == (3, 16, 16, 3)
