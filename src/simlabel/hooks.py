@@ -7,7 +7,7 @@ import logging
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
-from simlabel.runtime import distributed_rank_and_size
+from simlabel.runtime import distributed_rank_and_size, use_threads
 
 logger = logging.getLogger(__name__)
 
@@ -30,3 +30,17 @@ class RankZeroSavesHooks:
 
         catalog.save = save_in_memory_only  # an instance attribute: this catalog only
         logger.info("rank %d of %d: catalog files are written by rank 0", rank, world)
+
+
+class RuntimeHooks:
+    """``runtime.threads`` (parameters_runtime.yml) applied before any node runs, in every entry
+    point that goes through a Kedro run (``kedro run``, ``python -m simlabel``, torchrun)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        try:
+            runtime = catalog.load("params:runtime")
+        except Exception:  # a project copy without parameters_runtime.yml: keep torch's defaults
+            return
+        use_threads(int(runtime["threads"]))
+        logger.info("torch and OpenMP threads: %d per process (runtime.threads)", runtime["threads"])

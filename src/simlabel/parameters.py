@@ -183,6 +183,9 @@ SCHEMA: dict[str, dict[str, Rule]] = {
             "default_formula": Rule(STR, one_of(CONFIDENCE_FORMULAS)),
         }),
     },
+    "runtime": {
+        "threads": Rule(INT, at_least(1), "torch / OpenMP threads per process"),
+    },
     "predict": {
         "method": Rule(STR, None, "a method of methods:"),
         "architecture": Rule((str, type(None)), one_of((None, *ARCHITECTURES)), "null = the first trained", required=False),

@@ -12,8 +12,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_threads(threads: int) -> None:
+    """torch intra-op (and, where still possible, inter-op) threads, and OpenMP's for child
+    processes. torch fixes the inter-op pool at its first parallel work; later calls keep it."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        pass
+
+
 def distributed_rank_and_size() -> tuple[int, int]:
     """(rank, world size) of an initialised torch.distributed process group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def output_root(dataset_dir: str | None, configured_dir: str) -> str:
+    """Where a run's outputs go (a config resolver: ``${output_root:<runtime dataset_dir>,
+    <globals dataset_dir>}``): ``data`` for the folder configured in ``globals.yml`` (the demo by
+    default; the outputs DVC tracks), ``data/<folder name>`` for a folder given at run time
+    (``--params=dataset_dir=...``), so a bring-your-own-data run never overwrites them."""
+    import os
+
+    if not dataset_dir or os.path.normpath(str(dataset_dir)) == os.path.normpath(str(configured_dir)):
+        return "data"
+    return f"data/{os.path.basename(os.path.normpath(os.path.abspath(str(dataset_dir))))}"

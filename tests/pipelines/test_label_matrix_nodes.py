@@ -43,3 +43,19 @@ def test_extra_missing_removes_only_training_labels():
     n_train = (values[train] != -1).sum()
     assert (reduced.to_numpy()[train] != -1).sum() == n_train - round(0.4 * n_train)
     assert apply_extra_missing(matrix, split, {**params, "extra_missing": 0.0}) is matrix
+
+
+def test_one_class_is_an_error_and_one_annotator_a_warning(caplog):
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from simlabel.core.labels import LabelTableError
+    from simlabel.pipelines.label_matrix.nodes import check_learnable
+
+    one_class = pd.DataFrame({"a": [0, 0, -1], "b": [-1, 0, 0]})
+    with pytest.raises(LabelTableError, match="every label is class \\['cat'\\]"):
+        check_learnable(one_class, ["cat", "dog"], "set")
+    check_learnable(pd.DataFrame({"a": [0, 1, -1]}), ["cat", "dog"], "set")
+    assert "only one annotator (a)" in caplog.text
+    check_learnable(pd.DataFrame({"a": np.array([0, 1]), "b": np.array([1, -1])}), ["cat", "dog"], "set")

@@ -12,5 +12,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["demo_videos", "demo_labels", "demo_classes", "demo_truth"],
                 name="generate_demo_data",
             )
-        ]
+        ],
+        tags=["demo_data"],
     )

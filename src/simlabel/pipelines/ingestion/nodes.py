@@ -141,15 +141,20 @@ def select_embeddings(
     crowd_folder: CrowdFolder,
     dataset: dict,
     video_embeddings: np.ndarray,
-    video_items: pd.DataFrame,
     image_embeddings: np.ndarray,
     feature_embeddings: np.ndarray,
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """The embeddings (N, T, D) of the folder's input kind and the N items they describe."""
+) -> np.ndarray:
+    """The embeddings (N, T, D) of the folder's input kind (row i = item i of ``ingested_items``)."""
+    kind, path = crowd_folder.choose_input(dataset["input_kind"])
+    embeddings = {"videos": video_embeddings, "images": image_embeddings, "features": feature_embeddings}[kind]
+    logger.info("%s: %d items, tokens of shape %s", path.name, len(embeddings), embeddings.shape[1:])
+    return embeddings
+
+
+def list_items(crowd_folder: CrowdFolder, dataset: dict, video_items: pd.DataFrame) -> pd.DataFrame:
+    """The N items that have an input, in row order: the decoded clips, or one per array row."""
     kind, path = crowd_folder.choose_input(dataset["input_kind"])
     if kind == "videos":
-        return video_embeddings, video_items
-    embeddings = image_embeddings if kind == "images" else feature_embeddings
-    items = pd.DataFrame({"item_id": array_item_ids(len(embeddings)), "source": path.name})
-    logger.info("%s: %d items, tokens of shape %s", path.name, len(embeddings), embeddings.shape[1:])
-    return embeddings, items
+        return video_items
+    n_rows = len(crowd_folder.load_array(path))  # a memory map: only the header is read
+    return pd.DataFrame({"item_id": array_item_ids(n_rows), "source": path.name})

@@ -1,6 +1,13 @@
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import embed_clips, embed_images, extract_frames, read_features, select_embeddings
+from .nodes import (
+    embed_clips,
+    embed_images,
+    extract_frames,
+    list_items,
+    read_features,
+    select_embeddings,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -24,9 +31,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(read_features, inputs=["crowd_folder", "params:dataset"], outputs="feature_embeddings", name="read_features"),
             Node(
                 select_embeddings,
-                inputs=["crowd_folder", "params:dataset", "video_embeddings", "video_items", "image_embeddings", "feature_embeddings"],
-                outputs=["embeddings", "ingested_items"],
+                inputs=["crowd_folder", "params:dataset", "video_embeddings", "image_embeddings", "feature_embeddings"],
+                outputs="embeddings",
                 name="select_embeddings",
             ),
-        ]
+            Node(list_items, inputs=["crowd_folder", "params:dataset", "video_items"], outputs="ingested_items",
+                 name="list_items"),
+        ],
+        tags=["ingestion"],
     )

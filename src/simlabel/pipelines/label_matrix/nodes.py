@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
-from simlabel.core.labels import MISSING, build_label_matrix, remove_labels, split_items
+from simlabel.core.labels import (
+    MISSING,
+    LabelTableError,
+    build_label_matrix,
+    remove_labels,
+    split_items,
+)
 from simlabel.folder import CrowdFolder, restrict_labels_to_items
 
 logger = logging.getLogger(__name__)
@@ -32,12 +39,29 @@ def make_label_matrix(
     item_ids = ingested_items["item_id"].astype(str).tolist()
     labels = restrict_labels_to_items(labels[~skipped], item_ids, dataset["labels_without_inputs"], str(crowd_folder.path))
     matrix, classes = build_label_matrix(labels, item_ids, classes=crowd_folder.classes)
+    check_learnable(matrix, classes, crowd_folder.path)
     observed = (matrix.to_numpy() != MISSING).mean(0)
     logger.info(
         "label matrix: %d items x %d annotators, %d classes, %.1f %% missing",
         *matrix.shape, len(classes), 100 * (1 - observed.mean()),
     )
     return matrix, classes
+
+
+def check_learnable(matrix: pd.DataFrame, classes: list[str], source) -> None:
+    """A label matrix with a single class used cannot train a classifier (an error); a single
+    annotator leaves nobody to borrow labels from, so every method equals Skip (a warning)."""
+    used = np.unique(matrix.to_numpy()[matrix.to_numpy() != MISSING])
+    if used.size < 2:
+        raise LabelTableError(
+            f"{source}/labels.csv: every label is class {[classes[k] for k in used]}: there is nothing to "
+            "learn (a classifier needs at least two classes); check the label column"
+        )
+    if matrix.shape[1] == 1:
+        logger.warning(
+            "only one annotator (%s): SimLabel has no other annotator to borrow labels from, so every "
+            "method trains the same model as Skip", matrix.columns[0],
+        )
 
 
 def make_item_split(label_matrix_full: pd.DataFrame, params: dict) -> pd.DataFrame:

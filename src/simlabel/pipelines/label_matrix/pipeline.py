@@ -19,5 +19,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="label_matrix",
                 name="apply_extra_missing",
             ),
-        ]
+        ],
+        tags=["label_matrix"],
     )

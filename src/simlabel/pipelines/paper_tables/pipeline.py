@@ -26,5 +26,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                          "paper_tables_metrics", "paper_tables_markdown", "paper_tables_plot"],
                 name="summarise_paper_tables",
             ),
-        ]
+        ],
+        tags=["paper_tables"],
     )

@@ -165,3 +165,27 @@ def plot_refined_similarity(similarity: pd.DataFrame, *refined: pd.DataFrame, me
         if not np.allclose(matrix.to_numpy(), similarity.to_numpy()):
             matrices[f"after cycling: {method}"] = matrix
     return similarity_heatmaps(matrices)
+
+
+def training_curves(training_history: pd.DataFrame) -> Figure:
+    """Per method (first architecture): training loss and validation accuracy per epoch, and the
+    imputations of each confidence-cycling epoch."""
+    first = training_history[training_history["architecture"] == training_history["architecture"].iloc[0]]
+    figure = Figure(figsize=(13, 3.8), layout="constrained")
+    loss_axes, val_axes, imputed_axes = figure.subplots(1, 3)
+    for k, (method, block) in enumerate(first.groupby("method", sort=False)):
+        loss_axes.plot(block["epoch"], block["loss"], color=f"C{k}", label=method)
+        val_axes.plot(block["epoch"], block["val_mean_accuracy"], color=f"C{k}", label=method)
+        if block["imputed_total"].max() > 0:
+            imputed_axes.plot(block["epoch"], block["imputed_this_cycle"], color=f"C{k}", label=f"{method}: this cycle")
+            imputed_axes.plot(block["epoch"], block["imputed_total"], color=f"C{k}", linestyle="--", label=f"{method}: total")
+    loss_axes.set(title="Training loss (CE + lambda KL)", xlabel="epoch", ylabel="loss per step (nats)")
+    val_axes.set(title="Validation accuracy (mean over annotators)", xlabel="epoch", ylabel="accuracy (fraction)")
+    imputed_axes.set(title="Confidence cycling: imputed labels", xlabel="epoch", ylabel="entries (count)")
+    if not imputed_axes.lines:
+        imputed_axes.text(0.5, 0.5, "no method with cycling", ha="center", va="center", transform=imputed_axes.transAxes)
+    for axes in (loss_axes, val_axes, imputed_axes):
+        if axes.lines:
+            axes.legend(fontsize=7)
+    figure.suptitle(f"Training curves ({first['architecture'].iloc[0]})")
+    return figure

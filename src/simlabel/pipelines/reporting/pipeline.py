@@ -4,9 +4,16 @@ from kedro.pipeline import Node, Pipeline
 
 from simlabel.methods import method_names
 
-from .nodes import attention_heatmap, combine_tables, evaluate_methods, plot_refined_similarity
+from .nodes import (
+    attention_heatmap,
+    combine_tables,
+    evaluate_methods,
+    plot_refined_similarity,
+    training_curves,
+)
 
-COMBINED = {"predictions": "predictions", "truth_predictions": "truth_predictions", "frame_attention": "frame_attention"}
+COMBINED = {"predictions": "predictions", "truth_predictions": "truth_predictions", "frame_attention": "frame_attention",
+            "training_history": "training_history"}
 
 
 def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
@@ -27,6 +34,7 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
                 name="evaluate_methods",
             ),
             Node(attention_heatmap, inputs="frame_attention", outputs="attention_plot", name="plot_frame_attention"),
+            Node(training_curves, inputs="training_history", outputs="training_curves_plot", name="plot_training_curves"),
             Node(plot_similarity, inputs=["similarity", *[f"{m}.refined_similarity" for m in methods]],
                  outputs="refined_similarity_heatmap", name="plot_refined_similarity"),
         ],

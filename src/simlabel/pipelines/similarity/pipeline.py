@@ -13,5 +13,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="compute_similarity",
             ),
             Node(plot_similarity, inputs="similarity", outputs="similarity_heatmap", name="plot_similarity"),
-        ]
+        ],
+        tags=["similarity"],
     )
