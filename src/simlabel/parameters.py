@@ -192,7 +192,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
     },
 }
 # --params="dataset_dir=2024" arrives as an integer: a folder name all the same.
-RUNTIME = {"dataset_dir": Rule((str, int), None, "input folder"), "predict_dir": Rule((str, int), None, "folder of new items")}
+RUNTIME = {"dataset_dir": Rule((str, int), None, "input folder"), "predict_dir": Rule((str, int), None, "folder of new items"),
+           "paper_tables_dir": Rule((str,), None, "where paper_tables writes (default: the run's outputs)")}
 TRAIN_BLOCKS = ("training", "methods", "crowd_baselines")
 FILES = {**{stage: f"conf/base/parameters_{stage}.yml" for stage in (*SCHEMA, "training")},
          "methods": "conf/base/parameters_methods.yml", "crowd_baselines": "conf/base/parameters_methods.yml",

@@ -65,3 +65,24 @@ def test_attention_heatmap_handles_both_cases():
                               "token": [0, 1, 0, 1], "weight": [0.2, 0.8, 0.5, 0.5]})
     figure = attention_heatmap(attention)
     np.testing.assert_allclose(figure.axes[0].images[0].get_array(), [[0.2, 0.8], [0.5, 0.5]])
+
+
+def test_similarity_error_against_a_known_truth(tmp_path):
+    from simlabel.pipelines.reporting.nodes import compare_similarities
+
+    names = ["A1", "A2", "A3"]
+    truth = pd.DataFrame([[1.0, 0.8, 0.1], [0.8, 1.0, 0.2], [0.1, 0.2, 1.0]], index=names, columns=names)
+    truth.to_csv(tmp_path / "true_similarity.csv")
+    initial = pd.DataFrame([[0, 0.6, 0.1], [0.6, 0, 0.0], [0.1, 0.0, 0]], index=names, columns=names, dtype=float)
+    refined = pd.DataFrame([[0, 0.9, 0.9], [0.9, 0, 0.9], [0.9, 0.9, 0]], index=names, columns=names, dtype=float)
+    folder = CrowdFolder(tmp_path, pd.DataFrame(), None, None)
+    metrics, figure = compare_similarities({"simlabel": {}}, folder, initial, initial, refined,
+                                           methods=["simlabel", "simlabel_confidence"])
+    # Off-diagonal |S - S_true|: initial (0.2, 0, 0.2) twice -> 0.4 / 3; refined (0.1, 0.8, 0.7) -> 1.6 / 3.
+    assert metrics["similarity_error"]["initial"] == pytest.approx(0.4 / 3, abs=1e-6)
+    assert metrics["similarity_error"]["refined"] == pytest.approx(1.6 / 3, abs=1e-6)
+    assert [ax.get_title() for ax in figure.axes if ax.images] == [
+        "initial (training labels)", "after cycling: simlabel_confidence", "truth (true_similarity.csv)"]
+    no_truth, _ = compare_similarities({}, CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), initial,
+                                       refined, methods=["m"])
+    assert "similarity_error" not in no_truth

@@ -158,13 +158,44 @@ def attention_heatmap(frame_attention: pd.DataFrame) -> Figure:
     return figure
 
 
-def plot_refined_similarity(similarity: pd.DataFrame, *refined: pd.DataFrame, methods: list[str]) -> Figure:
-    """The initial similarity beside each method's final one (changed only by confidence cycling)."""
+def true_similarity(crowd_folder: CrowdFolder, annotators: list[str]) -> pd.DataFrame | None:
+    """The folder's known similarity (``true_similarity.csv``, A x A, e.g. the demo's expected
+    kappa of its simulated annotators) in ``annotators`` order, or None."""
+    path = crowd_folder.path / "true_similarity.csv" if crowd_folder.path is not None else None
+    if path is None or not path.is_file():
+        return None
+    truth = pd.read_csv(path, index_col=0)
+    truth.index, truth.columns = truth.index.astype(str), truth.columns.astype(str)
+    return truth.reindex(index=annotators, columns=annotators)
+
+
+def similarity_error(similarity: pd.DataFrame, truth: pd.DataFrame) -> float:
+    """Mean |S - S_true| over the off-diagonal pairs."""
+    off = ~np.eye(len(truth), dtype=bool)
+    return float(np.nanmean(np.abs(similarity.to_numpy(float) - truth.to_numpy(float))[off]))
+
+
+def compare_similarities(
+    metrics: dict, crowd_folder: CrowdFolder, similarity: pd.DataFrame, *refined: pd.DataFrame, methods: list[str]
+) -> tuple[dict, Figure]:
+    """The initial similarity beside each method's final one (changed only by confidence cycling),
+    and beside the truth where the folder has ``true_similarity.csv``; then ``metrics`` gains
+    ``similarity_error``: ``{"initial", "refined"}`` (the first cycling method; ``refined@<method>``
+    for the others), mean |S - S_true| over off-diagonal pairs."""
+    truth = true_similarity(crowd_folder, list(similarity.columns))
     matrices = {"initial (training labels)": similarity}
-    for method, matrix in zip(methods, refined, strict=True):
-        if not np.allclose(matrix.to_numpy(), similarity.to_numpy()):
-            matrices[f"after cycling: {method}"] = matrix
-    return similarity_heatmaps(matrices)
+    changed = [(m, matrix) for m, matrix in zip(methods, refined, strict=True)
+               if not np.allclose(matrix.to_numpy(), similarity.to_numpy())]
+    matrices.update({f"after cycling: {m}": matrix for m, matrix in changed})
+    metrics = dict(metrics)
+    if truth is not None:
+        matrices["truth (true_similarity.csv)"] = truth
+        errors = {"initial": round(similarity_error(similarity, truth), 6)}
+        for k, (method, matrix) in enumerate(changed):
+            errors["refined" if k == 0 else f"refined@{method}"] = round(similarity_error(matrix, truth), 6)
+        metrics["similarity_error"] = errors
+        logger.info("similarity error (mean |S - S_true| over pairs): %s", errors)
+    return metrics, similarity_heatmaps(matrices)
 
 
 def training_curves(training_history: pd.DataFrame) -> Figure:

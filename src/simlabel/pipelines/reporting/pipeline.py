@@ -4,13 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from simlabel.methods import method_names
 
-from .nodes import (
-    attention_heatmap,
-    combine_tables,
-    evaluate_methods,
-    plot_refined_similarity,
-    training_curves,
-)
+from .nodes import attention_heatmap, combine_tables, compare_similarities, evaluate_methods, training_curves
 
 COMBINED = {"predictions": "predictions", "truth_predictions": "truth_predictions", "frame_attention": "frame_attention",
             "training_history": "training_history"}
@@ -23,20 +17,21 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
         Node(combine_tables, inputs=[f"{m}.{table}" for m in methods], outputs=combined, name=f"combine_{table}")
         for table, combined in COMBINED.items()
     ]
-    plot_similarity = update_wrapper(partial(plot_refined_similarity, methods=methods), plot_refined_similarity)
+    compare = update_wrapper(partial(compare_similarities, methods=methods), compare_similarities)
     return Pipeline(
         [
             *combine,
             Node(
                 evaluate_methods,
                 inputs=["predictions", "truth_predictions", "label_matrix", "classes", "crowd_folder"],
-                outputs={key: key for key in ("accuracy_table", "per_annotator", "metrics", "accuracy_markdown", "accuracy_plot")},
+                outputs={"accuracy_table": "accuracy_table", "per_annotator": "per_annotator", "metrics": "accuracy_metrics",
+                         "accuracy_markdown": "accuracy_markdown", "accuracy_plot": "accuracy_plot"},
                 name="evaluate_methods",
             ),
             Node(attention_heatmap, inputs="frame_attention", outputs="attention_plot", name="plot_frame_attention"),
             Node(training_curves, inputs="training_history", outputs="training_curves_plot", name="plot_training_curves"),
-            Node(plot_similarity, inputs=["similarity", *[f"{m}.refined_similarity" for m in methods]],
-                 outputs="refined_similarity_heatmap", name="plot_refined_similarity"),
+            Node(compare, inputs=["accuracy_metrics", "crowd_folder", "similarity", *[f"{m}.refined_similarity" for m in methods]],
+                 outputs=["metrics", "refined_similarity_heatmap"], name="compare_similarities"),
         ],
         tags=["reporting"],
     )
