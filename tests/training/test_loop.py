@@ -51,7 +51,7 @@ def test_same_seed_same_result(data):
 
 def test_confidence_cycling_imputes_and_refines_similarity_exactly(data):
     _, labels, train_rows, _, _, n_classes = data
-    result = train(data, cycling=True, threshold=0.3, learning_rate=0.01)
+    result = train(data, cycling=True, threshold=0.3, learning_rate=0.01, refresh="paper", impute_from="soft_label")
     imputed = result.imputed
     assert (imputed.label != -1).sum() > 0
     observed_train = np.where(train_rows[:, None], labels, -1)
@@ -167,3 +167,22 @@ def test_no_validation_labels_keeps_the_last_epoch_with_a_warning(data, caplog):
     result = train((tokens, labels, train_rows, no_val, test_rows, n_classes), max_epochs=4)
     assert len(result.history) == 4 and result.history["val_mean_accuracy"].isna().all()
     assert "no validation labels" in caplog.text
+
+
+def test_imputing_from_the_annotators_own_predictions(data):
+    """impute_from: own_prediction imputes argmax of the missing annotator's own model, not of the
+    pooled soft label (which copies the labellers)."""
+    from simlabel.core.cycling import ConfidenceCycler
+    from simlabel.training.loop import predict_log_proba, prepare_data, propose
+
+    tokens, labels, train_rows, val_rows, _, n_classes = data
+    result = train(data, max_epochs=5)
+    config = TrainConfig.from_params({"device": "cpu", "cycling": True, "threshold": 0.0, "impute_from": "own_prediction"})
+    run = prepare_data(tokens, labels, train_rows, val_rows, config, torch.device("cpu"))
+    cycler = ConfidenceCycler(run.train_labels, n_classes, threshold=0.0)
+    sim = torch.as_tensor(result.similarity, dtype=torch.float32)
+    rows, cols, imputed, _ = propose(result.model, run, sim, None, cycler, config, 512, 0, 1)
+    own = torch.cat([log_p for _, log_p in predict_log_proba(result.model, run.inputs, run.train_items)]).argmax(-1)
+    position = {item: k for k, item in enumerate(run.train_items)}
+    np.testing.assert_array_equal(imputed, own.numpy()[[position[r] for r in rows], cols])
+    assert (run.train_labels[rows, cols] == -1).all() and len(rows) > 0

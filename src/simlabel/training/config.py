@@ -16,6 +16,7 @@ CROWD_BASELINES = ("none", "consensus", "dawid_skene")
 SOFT_TARGETS = ("similarity", "dawid_skene")
 SIMILARITY_ESTIMATORS = ("stage", "kappa", "shrunk_kappa", "ds_implied")
 REFRESH_RULES = ("paper", "anchored")
+IMPUTE_FROM = ("soft_label", "own_prediction")
 
 
 @dataclass
@@ -49,7 +50,10 @@ class TrainConfig:
     confidence_formula: str = "product"
     cycle_every: int = 1
     imputed_as_targets: bool = False
-    refresh: str = "paper"  # paper: kappa of observed + imputed | anchored: pairs with an observed label
+    # The refresh that keeps the similarity's structure is the default (README, "Does it help?");
+    # the paper's literal rule is refresh: paper with impute_from: soft_label.
+    refresh: str = "anchored"  # paper: kappa of observed + imputed | anchored: pairs with an observed label
+    impute_from: str = "own_prediction"  # soft_label (paper: argmax of the pooled soft label) | own_prediction
     min_overlap: int = 2
     # A crowd baseline instead of per-annotator learning: one classifier on majority-vote labels
     # (consensus) or on Dawid-Skene posteriors, mapped to every annotator (see experiment.py).
@@ -92,6 +96,7 @@ class TrainConfig:
             (self.confidence_formula in CONFIDENCE_FORMULAS, f"confidence_formula must be one of {CONFIDENCE_FORMULAS}"),
             (self.crowd_baseline in CROWD_BASELINES, f"crowd_baseline must be one of {CROWD_BASELINES}"),
             (self.refresh in REFRESH_RULES, f"refresh must be one of {REFRESH_RULES}"),
+            (self.impute_from in IMPUTE_FROM, f"impute_from must be one of {IMPUTE_FROM}"),
             (self.soft_targets in SOFT_TARGETS, f"soft_targets must be one of {SOFT_TARGETS}"),
             (self.similarity_estimator in SIMILARITY_ESTIMATORS, f"similarity_estimator must be one of {SIMILARITY_ESTIMATORS}"),
             (self.unlabeled_weight >= 0, "unlabeled_weight must be >= 0"),

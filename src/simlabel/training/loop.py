@@ -272,7 +272,7 @@ def train_annotator_models(
                                    generators["order"], rank, world)
         n_imputed = 0
         if cycler is not None and epoch % config.cycle_every == 0:
-            proposed = propose(model, data, sim, transport, cycler, config.soft_label_source, eval_batch, rank, world)
+            proposed = propose(model, data, sim, transport, cycler, config, eval_batch, rank, world)
             n_imputed, refreshed = len(proposed[0]), cycler.apply(proposed, epoch)
             if refreshed is not None:
                 sim = torch.as_tensor(refreshed, dtype=torch.float32, device=device)
@@ -320,12 +320,16 @@ def validation_accuracy(model, data: RunData, batch_size: int) -> float:
     return mean_accuracy(predict_labels(model, data.inputs, data.val_items, batch_size), data.val_labels[data.val_items])
 
 
-def propose(model, data: RunData, sim, transport, cycler, source, batch_size, rank, world) -> tuple:
-    """This cycle's confident imputations (SPEC section 4), gathered from every rank."""
+def propose(model, data: RunData, sim, transport, cycler, config, batch_size, rank, world) -> tuple:
+    """This cycle's confident imputations (SPEC section 4), gathered from every rank: from the
+    pooled soft labels (the paper) or, with ``impute_from: own_prediction``, from each missing
+    annotator's own model (its learned tendency, not a copy of the labellers' labels)."""
     parts = []
     for rows, log_p in predict_log_proba(model, data.inputs, data.train_items[rank::world], batch_size):
         labels = data.y_train[torch.from_numpy(rows).to(data.y_train.device)]
-        p_soft, has_soft = soft_labels(mean_probability(log_p), labels, sim, source, transport)
+        p_soft, has_soft = soft_labels(mean_probability(log_p), labels, sim, config.soft_label_source, transport)
+        if config.impute_from == "own_prediction":
+            p_soft = mean_probability(log_p)
         parts.append(cycler.propose(rows, p_soft, has_soft))
     chosen = tuple(np.concatenate(column) for column in zip(*parts, strict=True)) if parts else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
