@@ -16,7 +16,7 @@ VENV_BIN = Path(sys.executable).parent
 
 # Small enough for CI's 2 cores, big enough that every branch trains and imputes.
 TINY_PARAMETERS = {
-    "parameters_demo_data.yml": {"demo_data": {"n_items": 40, "n_frames": 12, "height": 60, "width": 80}},
+    "parameters_demo_data.yml": {"demo_data": {"n_items": 40, "test_panel": 12, "n_frames": 12, "height": 60, "width": 80}},
     "parameters_ingestion.yml": {"ingestion": {"frames_per_clip": 3}},
     "parameters_training.yml": {"training": {"max_epochs": 10, "patience": 5, "hidden": 32, "learning_rate": 0.01, "architectures": ["heads", "qumatl", "madl", "padl"]}},
     "parameters_methods.yml": {"methods": {"simlabel_confidence": {"cycling": True, "threshold": 0.2}}},

@@ -127,3 +127,35 @@ def test_labels_file_without_its_columns(folder):
     (folder / "labels.csv").write_text("item,who,label\n0,x,1\n")
     with pytest.raises(FolderFormatError, match="missing columns \\['item_id', 'annotator_id'\\]"):
         read_crowd_folder(folder)
+
+
+# ---- test_items.txt: a test panel ------------------------------------------------------------
+def test_test_items_are_read_in_file_order(folder):
+    assert read_crowd_folder(folder).test_items is None  # no file: no panel
+    (folder / "test_items.txt").write_text("2\n\n 0 \n")  # blank lines skipped, ids stripped
+    assert read_crowd_folder(folder).test_items == ["2", "0"]
+    (folder / "test_items.txt").write_text("item_id\n1\n")  # a header line
+    assert read_crowd_folder(folder).test_items == ["1"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0\n7\n1\nx\n", r"test_items.txt: 2 test items have no labels in labels.csv: line 2 \('7'\), line 4 \('x'\)"),
+        ("1\n0\n1\n", r"test_items.txt: item '1' is listed more than once \(lines \[1, 3\]\)"),
+        ("\n \n", r"test_items.txt: no item ids"),
+        ("0\n1\n2\n", r"test_items.txt: lists all 3 labelled items, so none is left for training"),
+        (b"0\n\xe91\n", r"test_items.txt: not UTF-8 text: byte 2 \(line 2\)"),
+    ],
+)
+def test_bad_test_items_name_the_file_and_line(folder, text, message):
+    path = folder / "test_items.txt"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(FolderFormatError, match=message):
+        read_crowd_folder(folder)
+
+
+def test_test_items_are_not_read_without_labels(folder):
+    (folder / "labels.csv").unlink()
+    (folder / "test_items.txt").write_text("5\n")
+    assert read_crowd_folder(folder, require_labels=False).test_items is None

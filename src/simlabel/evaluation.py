@@ -65,16 +65,17 @@ def plan_runs(architectures, rates, seeds, methods: dict, baselines: dict, ablat
 
 def run_experiment(
     tokens: np.ndarray, labels: np.ndarray, item_ids, n_classes: int, runs: list[Run], training: dict,
-    similarity_params: dict, split_fractions: dict,
+    similarity_params: dict, split_fractions: dict, test_items=None,
 ) -> Iterator[pd.DataFrame]:
-    """Yield one result table (``RESULT_COLUMNS``) per run, logging progress and ETA."""
+    """Yield one result table (``RESULT_COLUMNS``) per run, logging progress and ETA.
+    ``test_items``: optional test panel passed to ``Split.draw`` (always test in every seed)."""
     labels = np.asarray(labels, dtype=np.int64)
     started = time.perf_counter()
     cache: dict = {}
     for k, run in enumerate(runs, start=1):
         key = (run.seed, run.r)
         if key not in cache:  # one split and one label removal per (seed, r), shared by every method
-            split = Split.draw(item_ids, split_fractions, run.seed)
+            split = Split.draw(item_ids, split_fractions, run.seed, test_items=test_items)
             y = remove_labels(labels, split.train, run.r, run.seed) if run.r else labels
             cache = {key: (split, y, estimate_similarity(split.labels_of(y, "train"), n_classes, similarity_params))}
         split, y, similarity = cache[key]

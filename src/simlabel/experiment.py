@@ -46,9 +46,10 @@ class Split:
         return cls(names == "train", names == "val", names == "test")
 
     @classmethod
-    def draw(cls, item_ids, fractions: dict, seed: int) -> Split:
-        """A seeded random split (``split_items``), as the label_matrix stage draws it."""
-        return cls.from_names(split_items(item_ids, fractions, seed)["split"])
+    def draw(cls, item_ids, fractions: dict, seed: int, test_items=None) -> Split:
+        """A seeded random split (``split_items``), as the label_matrix stage draws it;
+        ``test_items``: optional test panel (ids always in test, the rest train / val only)."""
+        return cls.from_names(split_items(item_ids, fractions, seed, test_items=test_items)["split"])
 
     def labels_of(self, labels: np.ndarray, part: str) -> np.ndarray:
         """(N, A) labels of one part's items, ``MISSING`` elsewhere."""

@@ -6,6 +6,8 @@ my_data/
                                               labels are class indices or class names)
   classes.txt    optional: line k names class k
   truth.csv      optional: item_id,label      expert labels, used only for reporting
+  test_items.txt optional: one item_id a line  a test panel: items always in the test split
+                                              (the other items are split into train / val)
   and ONE input kind:
   features.npy   (N, D) float   row i is item i (item_id = row index)
   images.npy     (N, H, W, 3) uint8  row i is item i; resized to 224 x 224 for the backbone
@@ -54,6 +56,8 @@ class CrowdFolder:
 
     ``labels`` (L, 3): item_id, annotator_id, label as text, indexed by 1-based line number of
     ``labels.csv`` (index name ``line``, ``attrs["source"]`` the file), so errors name lines.
+    ``test_items``: the P item ids of ``test_items.txt`` (a test panel, in file order), each an
+    item with labels; None when the folder has no such file.
     """
 
     path: Path
@@ -61,6 +65,7 @@ class CrowdFolder:
     classes: list[str] | None
     truth: pd.DataFrame | None
     inputs: dict[str, list[Path]] = field(default_factory=dict)
+    test_items: list[str] | None = None
 
     def choose_input(self, input_kind: str = "auto") -> tuple[str, Path]:
         """The input kind and file (or folder) to use.
@@ -176,7 +181,8 @@ def read_crowd_folder(path: str | Path, require_labels: bool = True) -> CrowdFol
     ------
     FolderFormatError
         Missing folder, missing / unreadable ``labels.csv`` or its columns, a bad
-        ``classes.txt``, an unreadable ``truth.csv``.
+        ``classes.txt``, an unreadable ``truth.csv``, a bad ``test_items.txt`` (see
+        :func:`read_test_items`).
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -196,7 +202,62 @@ def read_crowd_folder(path: str | Path, require_labels: bool = True) -> CrowdFol
     truth = None
     if (folder / "truth.csv").is_file():
         truth = read_table(folder / "truth.csv", ["item_id", "label"]).reset_index(drop=True)
-    return CrowdFolder(folder, labels[LABEL_COLUMNS], classes, truth, _input_files(folder))
+    test_items = read_test_items(folder / "test_items.txt", labels["item_id"])
+    return CrowdFolder(folder, labels[LABEL_COLUMNS], classes, truth, _input_files(folder), test_items)
+
+
+def read_test_items(path: Path, labelled_ids: pd.Series) -> list[str] | None:
+    """The test panel of ``test_items.txt``: one item id per line, each an item with labels.
+
+    Ids are stripped; blank lines are skipped; a first line ``item_id`` that is no labelled
+    item is taken as a header. None when the file does not exist.
+
+    Parameters
+    ----------
+    path : the ``test_items.txt`` file.
+    labelled_ids : (L,) item ids of ``labels.csv`` (text).
+
+    Returns
+    -------
+    The P panel ids in file order, or None.
+
+    Raises
+    ------
+    FolderFormatError
+        Not UTF-8, no id, an id listed twice, an id without labels in ``labels.csv``, or a panel
+        holding every labelled item (none left to train on); the message names the lines.
+    """
+    if not path.is_file():
+        return None
+    lines = pd.Series([line.strip() for line in _read_text(path).splitlines()], dtype=str)
+    lines.index = pd.RangeIndex(1, len(lines) + 1, name="line")
+    known = set(labelled_ids.astype(str).str.strip())
+    if len(lines) and lines.iloc[0] == "item_id" and "item_id" not in known:
+        lines = lines.iloc[1:]  # a header line
+    ids = lines[lines != ""]
+    if ids.empty:
+        raise FolderFormatError(f"{path}: no item ids: list one item_id per line (the test panel), or remove the file")
+    repeated = ids[ids.duplicated(keep=False)]
+    if len(repeated):
+        first = repeated.iloc[0]
+        raise FolderFormatError(
+            f"{path}: item {first!r} is listed more than once (lines {repeated.index[repeated == first].tolist()}); "
+            "list each test item once"
+        )
+    unknown = ids[~ids.isin(known)]
+    if len(unknown):
+        shown = ", ".join(f"line {line} ({item!r})" for line, item in unknown.head(5).items())
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise FolderFormatError(
+            f"{path}: {len(unknown)} test items have no labels in labels.csv: {shown}{more}. "
+            "Every test item must be an item_id of labels.csv (test accuracy is measured on its labels)"
+        )
+    if len(ids) == len(known):
+        raise FolderFormatError(
+            f"{path}: lists all {len(known)} labelled items, so none is left for training; "
+            "the test panel must be a part of the items"
+        )
+    return ids.tolist()
 
 
 def _read_text(path: Path) -> str:

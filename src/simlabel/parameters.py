@@ -144,6 +144,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "n_items": Rule(INT, at_least(1), "clips"), "n_frames": Rule(INT, at_least(1), "frames per clip"),
         "height": Rule(INT, at_least(32), "pixels"), "width": Rule(INT, at_least(32), "pixels"),
         "labels_per_item_mean": Rule(NUMBER, in_range(1, 3), "labels per clip on average"),
+        "test_panel": Rule(INT, at_least(1), "clips every annotator labels, always test items", required=False),
+        "group_sizes": Rule((list,), each(at_least(1), INT), "annotators per group", required=False),
         "seed": Rule(INT, at_least(0)),
     },
     "dataset": {

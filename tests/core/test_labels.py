@@ -135,6 +135,58 @@ def test_split_is_seeded_and_sized():
         split_items(ids, {"train": 0.6, "val": 0.2, "test": 0.3}, seed=0)
 
 
+def test_split_without_panel_is_the_documented_permutation_split():
+    """Reference: the first round(0.6 N) items of default_rng(seed).permutation(N) train, the next val, the rest test."""
+    ids = [f"i{k}" for k in range(37)]
+    fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+    order = np.random.default_rng(5).permutation(37)
+    expected = np.empty(37, dtype=object)
+    expected[order[:22]], expected[order[22:30]], expected[order[30:]] = "train", "val", "test"
+    assert split_items(ids, fractions, seed=5)["split"].tolist() == expected.tolist()
+    pd.testing.assert_frame_equal(split_items(ids, fractions, 5, test_items=None), split_items(ids, fractions, 5))
+
+
+def test_split_with_a_test_panel():
+    ids = [f"i{k}" for k in range(100)]
+    panel = [f"i{k}" for k in range(0, 100, 5)]  # 20 items
+    fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+    a = split_items(ids, fractions, seed=3, test_items=panel)
+    assert a["item_id"].tolist() == ids
+    in_panel = a["item_id"].isin(panel)
+    assert (a.loc[in_panel, "split"] == "test").all()
+    # The other 80 items fill train and val only, with train / (train + val) = 0.75.
+    assert a.loc[~in_panel, "split"].value_counts().to_dict() == {"train": 60, "val": 20}
+    pd.testing.assert_frame_equal(a, split_items(ids, fractions, seed=3, test_items=list(reversed(panel))))
+    b = split_items(ids, fractions, seed=4, test_items=panel)
+    assert not a["split"].equals(b["split"]) and (b.loc[in_panel, "split"] == "test").all()
+    # Reference: the non-panel items in their order, split by default_rng(seed).permutation.
+    rest = [i for i in ids if i not in set(panel)]
+    order = np.random.default_rng(3).permutation(len(rest))
+    expected = np.where(np.isin(np.arange(len(rest)), order[:60]), "train", "val")
+    assert a.set_index("item_id").loc[rest, "split"].tolist() == expected.tolist()
+    # The test fraction does not matter with a panel; integer ids are compared as text.
+    c = split_items(ids, {"train": 0.75, "val": 0.25, "test": 0.0}, seed=3, test_items=panel)
+    pd.testing.assert_frame_equal(a, c)
+    d = split_items(range(10), fractions, seed=0, test_items=[3, "7"])
+    assert d.set_index("item_id").loc[["3", "7"], "split"].tolist() == ["test", "test"]
+    assert (d["split"] == "test").sum() == 2
+
+
+@pytest.mark.parametrize(
+    "panel, fractions, message",
+    [
+        (["i1", "x9"], None, r"1 test panel items are not among the 10 items, e.g. \['x9'\]"),
+        ([], None, "test_items is empty"),
+        ([f"i{k}" for k in range(10)], None, "holds all 10 items"),
+        (["i1"], {"train": 0.0, "val": 0.0, "test": 1.0}, "train \\+ val fractions must be > 0"),
+    ],
+)
+def test_split_panel_errors(panel, fractions, message):
+    ids = [f"i{k}" for k in range(10)]
+    with pytest.raises(ValueError, match=message):
+        split_items(ids, fractions or {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0, test_items=panel)
+
+
 @pytest.mark.parametrize("order", ["C", "F"])  # DataFrame.to_numpy() is often Fortran-ordered
 def test_remove_labels_only_touches_training_rows(order):
     rng = np.random.default_rng(0)

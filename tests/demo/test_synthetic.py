@@ -7,20 +7,26 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from sklearn.metrics import adjusted_rand_score, cohen_kappa_score
 
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import MISSING, build_label_matrix, split_items
 from simlabel.core.similarity import SIMILARITY_ESTIMATORS
 from simlabel.demo.synthetic import (
     CLASS_NAMES,
     annotator_confusions,
     annotator_groups,
     annotator_ids,
+    choose_test_panel,
     demo_truth,
     group_confusion,
+    groups_from_sizes,
     item_ids,
     make_demo_clips,
     simulate_annotations,
     true_similarity,
 )
+from simlabel.errors import UserError
+from simlabel.folder import read_crowd_folder
+from simlabel.pipelines.demo_data.nodes import generate_demo_data
+from tests.conftest import PROJECT_ROOT
 
 GROUPS = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9))
 MIN_SHARED = 3
@@ -329,3 +335,129 @@ def test_true_similarity_is_the_kappa_of_a_large_simulated_crowd():
     assert overlap[off].min() >= 300
     err = np.abs(observed - true_similarity(seed=2).to_numpy())[off]
     assert err.mean() < 0.02 and err.max() < 0.08, (err.mean(), err.max())
+
+
+# ----------------------------------------------------------------------- test panel
+def test_test_panel_is_class_balanced_seeded_and_sorted():
+    truth = demo_truth(160, seed=0)
+    panel = choose_test_panel(truth, 40, seed=0)
+    assert panel.dtype == np.int64 and panel.shape == (40,) and (np.diff(panel) > 0).all()
+    assert np.bincount(truth[panel], minlength=8).tolist() == [5] * 8
+    np.testing.assert_array_equal(panel, choose_test_panel(truth, 40, seed=0))
+    assert not np.array_equal(panel, choose_test_panel(truth, 40, seed=1))
+    assert np.ptp(np.bincount(truth[choose_test_panel(truth, 13, seed=2)], minlength=8)) <= 1
+    for bad in (0, 160, 2.5):
+        with pytest.raises(ValueError, match="n_panel"):
+            choose_test_panel(truth, bad)
+
+
+def test_every_annotator_labels_every_panel_item():
+    truth = demo_truth(100, seed=3)
+    panel = choose_test_panel(truth, 30, seed=3)
+    table = simulate_annotations(truth, n_annotators=12, groups=groups_from_sizes([8, 4]), labels_per_item_mean=2.5,
+                                 sparse_annotator=None, seed=3, panel=panel)
+    assert not table.duplicated(["item_id", "annotator_id"]).any()
+    per_item = table.groupby("item_id").size()
+    in_panel = per_item.index.isin(item_ids(100)[i] for i in panel)
+    assert (per_item[in_panel] == 12).all() and in_panel.sum() == 30
+    assert per_item[~in_panel].between(1, 3).all() and len(per_item) == 100  # every item is labelled
+    assert abs(per_item[~in_panel].mean() - 2.5) < 0.02
+    pd.testing.assert_frame_equal(table, simulate_annotations(
+        truth, n_annotators=12, groups=groups_from_sizes([8, 4]), labels_per_item_mean=2.5, sparse_annotator=None,
+        seed=3, panel=panel))
+    with pytest.raises(ValueError, match="panel"):
+        simulate_annotations(truth, panel=np.array([1, 1]))
+    with pytest.raises(ValueError, match="panel"):
+        simulate_annotations(truth, panel=np.arange(100))
+
+
+def test_panel_labels_follow_the_confusions():
+    """Panel labels are drawn from the same confusions as the others (many panel items, one annotator's row)."""
+    truth = np.arange(4000) % 8
+    panel = np.arange(0, 4000, 3)
+    table = simulate_annotations(truth, seed=1, panel=panel)
+    rows = table["item_id"].str.slice(5).astype(int).to_numpy()
+    on_panel = np.isin(rows, panel)
+    conf = annotator_confusions(seed=1)
+    annot = table["annotator_id"].str.slice(1).astype(int).to_numpy() - 1
+    counts = np.zeros((10, 8, 8))
+    np.add.at(counts, (annot[on_panel], truth[rows[on_panel]], table["label"].to_numpy()[on_panel]), 1)
+    assert np.abs(counts / counts.sum(-1, keepdims=True) - conf).max() < 0.1
+
+
+def test_groups_from_sizes():
+    assert groups_from_sizes([2, 3]) == [[0, 1], [2, 3, 4]]
+    with pytest.raises(ValueError):
+        groups_from_sizes([2, 0])
+
+
+# ------------------------------------------------------------------- the shipped demo
+def _shipped_parameters() -> dict:
+    import yaml
+
+    return yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_demo_data.yml").read_text())["demo_data"]
+
+
+@pytest.fixture(scope="module")
+def shipped_demo():
+    return _shipped_parameters(), generate_demo_data(_shipped_parameters())
+
+
+def test_shipped_demo_writes_a_dense_test_panel(shipped_demo, tmp_path):
+    params, (clips, labels, classes, truth, test_items, similarity) = shipped_demo
+    panel = test_items.splitlines()
+    assert test_items.endswith("\n") and len(panel) == len(set(panel)) == params["test_panel"] >= 30
+    n_annotators = sum(params["group_sizes"])
+    on_panel = labels[labels["item_id"].isin(panel)]
+    assert len(on_panel) == len(panel) * n_annotators  # every annotator labels every panel clip
+    # So with the panel as the test split, every annotator has >= 30 test labels on every seed.
+    matrix, _ = build_label_matrix(labels, list(clips), classes=classes.splitlines())
+    split = split_items(matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0, test_items=panel)
+    test = split["split"].eq("test").to_numpy()
+    assert ((matrix.to_numpy()[test] != MISSING).sum(0) >= 30).all()
+    # Outside the panel labels are sparse: a few dozen per annotator.
+    outside = labels[~labels["item_id"].isin(panel)].groupby("annotator_id").size()
+    assert len(outside) == n_annotators and outside.between(15, 40).all()
+    # Written as the folder format, it reads back with the panel.
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "classes.txt").write_text(classes)
+    (tmp_path / "test_items.txt").write_text(test_items)
+    assert read_crowd_folder(tmp_path).test_items == panel
+    assert list(clips) == truth["item_id"].tolist() and len(clips) == params["n_items"]
+
+
+def test_shipped_demo_true_similarity_shows_the_groups(shipped_demo):
+    params, (_, labels, _, _, test_items, similarity) = shipped_demo
+    groups = groups_from_sizes(params["group_sizes"])
+    ids = annotator_ids(sum(params["group_sizes"]))
+    assert list(similarity.index) == ids and list(similarity.columns) == ids
+    g = np.array([k for k, members in enumerate(groups) for _ in members])
+    same = (g[:, None] == g[None, :]) & ~np.eye(len(g), dtype=bool)
+    values = similarity.to_numpy()
+    assert values[same].min() > 0.5 > 0.2 > values[g[:, None] != g[None, :]].max()
+    # The labels carry that structure: kappa on the (dense) panel recovers the groups exactly.
+    panel = test_items.splitlines()
+    wide = labels[labels["item_id"].isin(panel)].pivot(index="item_id", columns="annotator_id", values="label")
+    y = wide[ids].to_numpy()
+    kappa = SIMILARITY_ESTIMATORS["kappa"](y, 8, min_overlap=2)
+    np.fill_diagonal(kappa, 1.0)
+    clusters = fcluster(linkage(squareform(1 - kappa, checks=False), method="average"), t=len(groups), criterion="maxclust")
+    assert adjusted_rand_score(g, clusters) == 1.0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [({"test_panel": 0}, "demo_data.test_panel"), ({"group_sizes": [6, 0]}, "demo_data.group_sizes")],
+)
+def test_shipped_demo_rejects_bad_design(override, message):
+    params = _shipped_parameters() | {"n_items": 20, "n_frames": 1, "height": 32, "width": 32} | override
+    with pytest.raises(UserError, match=message):
+        generate_demo_data(params)
+    with pytest.raises(UserError, match=r"\[1, 20\)"):
+        generate_demo_data(params | {"group_sizes": [2, 2], "test_panel": 20})
+
+
+def test_shipped_demo_design_keys_have_defaults():
+    params = {k: v for k, v in _shipped_parameters().items() if k not in ("test_panel", "group_sizes")}
+    _, labels, _, _, test_items, similarity = generate_demo_data(params | {"n_frames": 1, "height": 32, "width": 32})
+    assert len(test_items.splitlines()) == 40 and similarity.shape == (12, 12)

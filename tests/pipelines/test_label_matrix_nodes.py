@@ -36,7 +36,7 @@ def test_extra_missing_removes_only_training_labels():
     values[rng.random(values.shape) < 0.5] = -1
     matrix = pd.DataFrame(values, index=pd.Index([f"i{k}" for k in range(50)], name="item_id"), columns=[f"A{a}" for a in range(6)])
     params = {"split_fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "seed": 0, "extra_missing": 0.4}
-    split = make_item_split(matrix, params)
+    split = make_item_split(matrix, CrowdFolder(None, pd.DataFrame(), None, None), params)
     reduced = apply_extra_missing(matrix, split, params)
     train = split["split"].eq("train").to_numpy()
     assert (reduced.to_numpy()[~train] == values[~train]).all()
@@ -59,3 +59,14 @@ def test_one_class_is_an_error_and_one_annotator_a_warning(caplog):
     check_learnable(pd.DataFrame({"a": [0, 1, -1]}), ["cat", "dog"], "set")
     assert "only one annotator (a)" in caplog.text
     check_learnable(pd.DataFrame({"a": np.array([0, 1]), "b": np.array([1, -1])}), ["cat", "dog"], "set")
+
+
+def test_the_folders_test_panel_is_always_test():
+    values = np.zeros((30, 2), dtype=np.int64)
+    matrix = pd.DataFrame(values, index=pd.Index([f"i{k}" for k in range(30)], name="item_id"), columns=["A", "B"])
+    params = {"split_fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "seed": 3}
+    panel = ["i1", "i7", "i20"]
+    split = make_item_split(matrix, CrowdFolder(None, pd.DataFrame(), None, None, test_items=panel), params)
+    names = split.set_index("item_id")["split"]
+    assert set(names[names == "test"].index) == set(panel)
+    assert set(names[~names.index.isin(panel)]) == {"train", "val"}

@@ -262,7 +262,9 @@ def _natural_key(text: str):
     return (head, int(digits) if digits else -1, tail)
 
 
-def split_items(item_ids: Sequence[str], fractions: dict[str, float], seed: int) -> pd.DataFrame:
+def split_items(
+    item_ids: Sequence[str], fractions: dict[str, float], seed: int, test_items: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Seeded random split of items into train / val / test.
 
     Parameters
@@ -270,22 +272,61 @@ def split_items(item_ids: Sequence[str], fractions: dict[str, float], seed: int)
     item_ids : N item ids.
     fractions : ``{"train": f, "val": f, "test": f}``, non-negative, summing to 1.
     seed : random seed; the same seed gives the same split.
+    test_items : optional test panel (P ids, each one of ``item_ids``): these items are always
+        ``test``; the other N - P items are split into train / val only, with the fractions
+        ``train / (train + val)`` and ``val / (train + val)`` (``fractions["test"]`` is then
+        unused: the panel is the test set). None: a random three-way split (the panel-free
+        split, unchanged).
 
     Returns
     -------
-    DataFrame with columns ``item_id``, ``split`` in the order of ``item_ids``.
+    DataFrame (N, 2) with columns ``item_id``, ``split`` in the order of ``item_ids``.
+
+    Raises
+    ------
+    ValueError
+        Bad fractions; a panel id that is not an item, an empty panel, a panel of every item, or
+        a panel with ``train + val == 0``.
     """
     if set(fractions) != set(SPLITS):
         raise ValueError(f"fractions needs exactly the keys {SPLITS}, got {sorted(fractions)}")
     f = np.array([fractions[s] for s in SPLITS], dtype=float)
     if (f < 0).any() or not np.isclose(f.sum(), 1.0):
         raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
-    n = len(item_ids)
+    ids = [str(i) for i in item_ids]
+    if test_items is None:
+        return pd.DataFrame({"item_id": ids, "split": _random_split(len(ids), f, seed)})
+    in_panel = _panel_mask(ids, test_items)
+    if f[:2].sum() <= 0:
+        raise ValueError(f"with a test panel, train + val fractions must be > 0, got {fractions}")
+    split = np.full(len(ids), "test", dtype=object)
+    split[~in_panel] = _random_split(int((~in_panel).sum()), np.append(f[:2] / f[:2].sum(), 0.0), seed)
+    return pd.DataFrame({"item_id": ids, "split": split})
+
+
+def _random_split(n: int, f: np.ndarray, seed: int) -> np.ndarray:
+    """(n,) object array of split names: ``round(cumsum(f) * n)`` bounds over a seeded permutation."""
     bounds = np.round(np.cumsum(f) * n).astype(int)
     order = np.random.default_rng(seed).permutation(n)
     split = np.empty(n, dtype=object)
     split[order] = np.repeat(np.array(SPLITS, dtype=object), np.diff(np.concatenate([[0], bounds])))
-    return pd.DataFrame({"item_id": [str(i) for i in item_ids], "split": split})
+    return split
+
+
+def _panel_mask(ids: list[str], test_items: Sequence[str]) -> np.ndarray:
+    """(N,) bool: which of ``ids`` are in the test panel; unknown panel ids are an error."""
+    panel = pd.Index([str(i).strip() for i in test_items])
+    if panel.empty:
+        raise ValueError("test_items is empty: pass None for a random test split, or list the test panel's items")
+    unknown = panel.difference(pd.Index(ids))
+    if len(unknown):
+        raise ValueError(
+            f"{len(unknown)} test panel items are not among the {len(ids)} items, e.g. {sorted(unknown)[:N_EXAMPLES]}"
+        )
+    in_panel = pd.Index(ids).isin(panel)
+    if in_panel.all():
+        raise ValueError(f"the test panel holds all {len(ids)} items: none is left for training")
+    return in_panel
 
 
 def remove_labels(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -1,18 +1,24 @@
 """Seeded synthetic crowd-labelled video dataset for the embedded demo.
 
-Two independent generators, both deterministic given ``seed`` (only
+Independent generators, all deterministic given ``seed`` (only
 ``numpy.random.default_rng`` is used):
 
 * :func:`make_demo_clips` draws small RGB clips whose class is encoded by the
   shape of a moving object (4 shapes), its hue (one hue per class, jittered) and
   its motion (horizontal oscillation vs circular orbit), on a tinted, noisy
   background with random position, size, speed and phase.
+* :func:`choose_test_panel` picks a class-balanced test panel: the items every annotator labels.
 * :func:`simulate_annotations` simulates a crowd of annotators in groups with
-  distinct confusion tendencies and heavy missingness (about 80 % on average,
-  about 91 % for one sparse annotator, as in the paper's AMER2 dataset).
+  distinct confusion tendencies: every annotator labels every panel item, the other items
+  get 1-3 labels each (heavy missingness, optionally one extra-sparse annotator).
   :func:`annotator_confusions` returns the exact confusion matrices it draws
   labels from, and :func:`true_similarity` the pairs' expected kappa;
   :func:`demo_truth` the true classes of :func:`make_demo_clips` without clips.
+
+The shipped demo (``conf/base/parameters_demo_data.yml``) uses 160 clips, a panel of 40, and
+12 annotators in two groups (:func:`groups_from_sizes`): 8 accurate ones and 4 who swap three
+class pairs, at 2.5 labels per clip outside the panel, so each annotator has ~25 labels outside
+the panel (~19 of them training labels) and 40 test labels.
 """
 
 from __future__ import annotations
@@ -82,6 +88,76 @@ def demo_truth(n_items: int = 120, seed: int = 0) -> np.ndarray:
     return _draw_truth(np.random.default_rng(seed), int(n_items))
 
 
+def _check_clip_args(n_items: int, n_frames: int, height: int, width: int) -> None:
+    """ValueError unless N, T >= 1 and H, W >= 32 are integers."""
+    for name, value, low in (
+        ("n_items", n_items, 1),
+        ("n_frames", n_frames, 1),
+        ("height", height, 32),
+        ("width", width, 32),
+    ):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _clip_nuisances(rng: np.random.Generator, truth: np.ndarray, height: int, width: int) -> dict[str, np.ndarray]:
+    """Per-clip drawing parameters, drawn for all N clips at once (in a fixed order from ``rng``).
+
+    Returns ``{name: (N,) or (N, 3) array}``: object ``radius``, motion ``amp_x`` / ``amp_y``,
+    centre ``cx`` / ``cy``, angular speed ``omega``, ``phase``, orientation ``angle``, colour
+    ``hue`` / ``sat`` / ``val`` (hue = class / 8 + jitter), background ``bg_level`` and ``bg_tint``
+    (N, 3), pixel ``noise_sd`` and ``circular`` (bool: the class moves on a circle).
+    """
+    n_items, short = truth.size, min(height, width)
+    radius = rng.uniform(0.10, 0.17, n_items) * short
+    circular = truth >= _N_SHAPES
+    amp_x = np.where(
+        circular, rng.uniform(0.10, 0.18, n_items) * short, rng.uniform(0.15, 0.25, n_items) * width
+    )
+    amp_y = np.where(circular, amp_x, 0.0)
+    margin_x, margin_y = radius * 1.2 + amp_x, radius * 1.2 + amp_y
+    return {
+        "radius": radius, "circular": circular, "amp_x": amp_x, "amp_y": amp_y,
+        "cx": rng.uniform(margin_x, np.maximum(width - margin_x, margin_x + 1)),
+        "cy": rng.uniform(margin_y, np.maximum(height - margin_y, margin_y + 1)),
+        "omega": 2 * np.pi / rng.uniform(10, 22, n_items) * rng.choice([-1.0, 1.0], n_items),
+        "phase": rng.uniform(0, 2 * np.pi, n_items),
+        "angle": rng.uniform(0, 2 * np.pi, n_items),
+        "hue": (truth / len(CLASS_NAMES) + rng.normal(0, 0.015, n_items)) % 1.0,
+        "sat": rng.uniform(0.65, 1.0, n_items),
+        "val": rng.uniform(0.75, 1.0, n_items),
+        "bg_level": rng.uniform(40, 150, n_items),
+        "bg_tint": rng.uniform(-20, 20, (n_items, 3)),
+        "noise_sd": rng.uniform(4, 12, n_items),
+    }
+
+
+def _render_clip(
+    rng: np.random.Generator, p: dict[str, np.ndarray], i: int, shape: int, n_frames: int, height: int, width: int
+) -> np.ndarray:
+    """Clip ``i`` (T, H, W, 3) uint8 RGB: object ``shape`` (0 circle, 1 square, 2 triangle, 3 star)
+    drawn with cv2 (anti-aliased, 1/16 px) on each frame along its path, plus Gaussian pixel noise
+    (one draw from ``rng``). ``p``: :func:`_clip_nuisances`."""
+    colour = tuple(255.0 * np.array(colorsys.hsv_to_rgb(p["hue"][i], p["sat"][i], p["val"][i])))
+    theta = p["omega"][i] * np.arange(n_frames) + p["phase"][i]
+    xs = p["cx"][i] + p["amp_x"][i] * (np.cos(theta) if p["circular"][i] else np.sin(theta))
+    ys = p["cy"][i] + p["amp_y"][i] * np.sin(theta)
+    outline = None if shape == 0 else _shape_outline(shape, p["angle"][i]) * p["radius"][i]
+    frames = np.empty((n_frames, height, width, 3), np.uint8)
+    frames[:] = np.clip(p["bg_level"][i] + p["bg_tint"][i], 0, 255).astype(np.uint8)
+    for f in range(n_frames):  # cv2 draws one frame at a time
+        if outline is None:
+            centre = (int(round(xs[f] * 16)), int(round(ys[f] * 16)))
+            cv2.circle(frames[f], centre, int(round(p["radius"][i] * 16)), colour, -1, cv2.LINE_AA, shift=4)
+        else:
+            pts = np.round((outline + (xs[f], ys[f])) * 16).astype(np.int32)
+            cv2.fillPoly(frames[f], [pts], colour, cv2.LINE_AA, shift=4)
+    noisy = rng.standard_normal(frames.shape, dtype=np.float32)
+    noisy *= np.float32(p["noise_sd"][i])
+    noisy += frames
+    return np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
+
+
 def make_demo_clips(
     n_items: int = 120,
     n_frames: int = 24,
@@ -116,65 +192,15 @@ def make_demo_clips(
         True class index in ``[0, 8)``; class counts differ by at most one.
     clips : dict of str -> np.ndarray, each shape (T, H, W, 3), uint8, RGB
     """
-    for name, value, low in (
-        ("n_items", n_items, 1),
-        ("n_frames", n_frames, 1),
-        ("height", height, 32),
-        ("width", width, 32),
-    ):
-        if int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    n_classes = len(CLASS_NAMES)
+    _check_clip_args(n_items, n_frames, height, width)
     rng = np.random.default_rng(seed)
     truth = _draw_truth(rng, n_items)
     ids = item_ids(n_items)
-
-    # Per-clip nuisance parameters, drawn for all clips at once.
-    short = min(height, width)
-    radius = rng.uniform(0.10, 0.17, n_items) * short
-    circular = truth >= _N_SHAPES
-    amp_x = np.where(
-        circular, rng.uniform(0.10, 0.18, n_items) * short, rng.uniform(0.15, 0.25, n_items) * width
-    )
-    amp_y = np.where(circular, amp_x, 0.0)
-    margin_x, margin_y = radius * 1.2 + amp_x, radius * 1.2 + amp_y
-    cx = rng.uniform(margin_x, np.maximum(width - margin_x, margin_x + 1))
-    cy = rng.uniform(margin_y, np.maximum(height - margin_y, margin_y + 1))
-    omega = 2 * np.pi / rng.uniform(10, 22, n_items) * rng.choice([-1.0, 1.0], n_items)
-    phase = rng.uniform(0, 2 * np.pi, n_items)
-    angle = rng.uniform(0, 2 * np.pi, n_items)
-    hue = (truth / n_classes + rng.normal(0, 0.015, n_items)) % 1.0
-    sat = rng.uniform(0.65, 1.0, n_items)
-    val = rng.uniform(0.75, 1.0, n_items)
-    bg_level = rng.uniform(40, 150, n_items)
-    bg_tint = rng.uniform(-20, 20, (n_items, 3))
-    noise_sd = rng.uniform(4, 12, n_items)
-
-    t = np.arange(n_frames)
-    clips: dict[str, np.ndarray] = {}
-    for i in range(n_items):  # one clip at a time; frames are drawn with cv2
-        colour = tuple(255.0 * np.array(colorsys.hsv_to_rgb(hue[i], sat[i], val[i])))
-        theta = omega[i] * t + phase[i]
-        xs = cx[i] + amp_x[i] * (np.cos(theta) if circular[i] else np.sin(theta))
-        ys = cy[i] + amp_y[i] * np.sin(theta)
-        shape = int(truth[i] % _N_SHAPES)
-        outline = None if shape == 0 else _shape_outline(shape, angle[i]) * radius[i]
-        background = np.clip(bg_level[i] + bg_tint[i], 0, 255).astype(np.uint8)
-        frames = np.empty((n_frames, height, width, 3), np.uint8)
-        frames[:] = background
-        for f in range(n_frames):
-            if outline is None:
-                centre = (int(round(xs[f] * 16)), int(round(ys[f] * 16)))
-                cv2.circle(
-                    frames[f], centre, int(round(radius[i] * 16)), colour, -1, cv2.LINE_AA, shift=4
-                )
-            else:
-                pts = np.round((outline + (xs[f], ys[f])) * 16).astype(np.int32)
-                cv2.fillPoly(frames[f], [pts], colour, cv2.LINE_AA, shift=4)
-        noisy = rng.standard_normal(frames.shape, dtype=np.float32)
-        noisy *= np.float32(noise_sd[i])
-        noisy += frames
-        clips[ids[i]] = np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
+    nuisances = _clip_nuisances(rng, truth, height, width)
+    clips = {
+        ids[i]: _render_clip(rng, nuisances, i, int(truth[i] % _N_SHAPES), n_frames, height, width)
+        for i in range(n_items)
+    }
     return ids, truth, clips
 
 
@@ -211,6 +237,24 @@ def annotator_groups(
     groups = _check_groups(n_annotators, groups)
     ids = annotator_ids(n_annotators)
     return {ids[a]: g for g, members in enumerate(groups) for a in members}
+
+
+def groups_from_sizes(sizes: Sequence[int]) -> list[list[int]]:
+    """Annotator groups numbered group by group: ``[6, 6]`` -> ``[[0..5], [6..11]]``.
+
+    Parameters
+    ----------
+    sizes : (G,) positive group sizes.
+
+    Returns
+    -------
+    G lists of annotator indices, a partition of ``0..sum(sizes)-1``.
+    """
+    sizes = [int(n) for n in sizes]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"group sizes must be a non-empty list of positive integers, got {sizes}")
+    bounds = np.cumsum([0, *sizes])
+    return [list(range(lo, hi)) for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
 def _swap_permutation(n_classes: int, round_: int, n_pairs: int | None = None) -> np.ndarray:
@@ -417,58 +461,41 @@ def _balance_pairs(
     return ann
 
 
-def simulate_annotations(
-    truth: np.ndarray,
-    n_classes: int = 8,
-    n_annotators: int = 10,
-    groups: Sequence[Sequence[int]] = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9)),
-    labels_per_item_mean: float = 2.0,
-    sparse_annotator: int | None = 9,
-    sparse_missing: float = 0.91,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Simulate sparse crowd labels from annotator groups with distinct confusions.
+def choose_test_panel(truth: np.ndarray, n_panel: int, seed: int = 0) -> np.ndarray:
+    """The demo's test panel: ``n_panel`` items that every annotator labels, spread over the classes.
 
-    Each annotator's confusion matrix is its group's (:func:`group_confusion`)
-    mixed with 5 % of random rows of its own (:func:`annotator_confusions` returns
-    them for the same arguments and seed). Every item gets 1-3 labels (mean
-    ``labels_per_item_mean``; the exact numbers of 1-, 2- and 3-label items are
-    fixed by apportionment, with few 2-label items so that co-labelling is
-    frequent). The sparse annotator labels a fraction ``1 - sparse_missing`` of
-    the items; the other annotators share the remaining labels in proportion to
-    individual rates (+-20 % around equal), so the mean missing rate is
-    ``1 - labels_per_item_mean / n_annotators``. Which annotators label which item
-    is a random incidence with those marginals, then rebalanced, blind to the
-    groups, so that as many annotator pairs as possible co-label at least 3 items
-    (kappa estimable) and overlaps are even: multi-label items mix annotators
-    within and across groups alike.
+    Items are taken round-robin over the classes (class counts in the panel differ by at most
+    one where the classes allow), in a seeded random order; the generator is
+    ``default_rng([seed, 1])``, so the panel does not change any other draw of the demo.
 
     Parameters
     ----------
-    truth : np.ndarray, shape (N,), int
-        True class per item (as returned by :func:`make_demo_clips`).
-    n_classes : int
-        Number of classes C; ``truth`` must lie in ``[0, C)``.
-    n_annotators : int
-        Number of annotators A (ids ``"A1"..."A<A>"``).
-    groups : sequence of sequences of int
-        Partition of ``0..A-1``; group 0 is the accurate one.
-    labels_per_item_mean : float
-        Mean labels per item, in ``[1, min(3, A)]``.
-    sparse_annotator : int or None
-        Index of the annotator with missing rate ``sparse_missing``; None for none.
-    sparse_missing : float
-        Missing rate of the sparse annotator, in ``(0, 1)``.
-    seed : int
-        Seed for ``numpy.random.default_rng``.
+    truth : (N,) int true classes.
+    n_panel : panel size P, in ``[1, N)`` (at least one item stays outside the panel).
+    seed : seed of the demo.
 
     Returns
     -------
-    pandas.DataFrame
-        Long format, one row per given label, sorted by item then annotator;
-        columns ``item_id`` (str, ``"clip_0000"``...), ``annotator_id`` (str) and
-        ``label`` (int64 class index).
+    (P,) int64 item indices, sorted.
     """
+    truth = np.asarray(truth)
+    if int(n_panel) != n_panel or not 1 <= n_panel < truth.size:
+        raise ValueError(f"n_panel must be an integer in [1, {truth.size}) (the number of items), got {n_panel!r}")
+    order = np.random.default_rng([seed, 1]).permutation(truth.size)
+    cls = truth[order]
+    by_class = np.argsort(cls, kind="stable")
+    starts = np.searchsorted(cls[by_class], cls[by_class])  # first position of each item's class
+    rank = np.empty(truth.size, np.int64)
+    rank[by_class] = np.arange(truth.size) - starts  # rank of each item within its class
+    chosen = order[np.lexsort((np.arange(truth.size), rank))[: int(n_panel)]]
+    return np.sort(chosen).astype(np.int64)
+
+
+def _check_annotation_args(
+    truth: np.ndarray, n_classes: int, n_annotators: int, groups, labels_per_item_mean: float,
+    sparse_annotator: int | None, sparse_missing: float, panel,
+) -> tuple[np.ndarray, list[list[int]], np.ndarray | None]:
+    """Validated ``truth`` (N,), ``groups`` and ``panel`` (P,) int64 or None; ValueError otherwise."""
     truth = np.asarray(truth)
     if truth.ndim != 1 or truth.size == 0 or not np.issubdtype(truth.dtype, np.integer):
         raise ValueError(
@@ -491,22 +518,40 @@ def simulate_annotations(
             )
         if not 0 < sparse_missing < 1:
             raise ValueError(f"sparse_missing must be in (0, 1), got {sparse_missing}")
-    n_items = truth.size
-    rng = np.random.default_rng(seed)
-    confusion = _draw_confusions(rng, n_classes, n_annotators, groups)  # (A, C, C)
+    if panel is not None:
+        panel = np.asarray(panel)
+        if (
+            panel.ndim != 1 or not np.issubdtype(panel.dtype, np.integer) or panel.size == 0
+            or np.unique(panel).size != panel.size or panel.min() < 0 or panel.max() >= truth.size
+            or panel.size >= truth.size
+        ):
+            raise ValueError(
+                f"panel must be distinct item indices in [0, {truth.size}), leaving items outside it, got {panel!r}"
+            )
+        panel = panel.astype(np.int64)
+    return truth, groups, panel
 
-    # Labels per item: 1-3, mean m; P(2) = min(m-1, 3-m)/4, P(3) = (m-1-P(2))/2.
-    m = float(labels_per_item_mean)
+
+def _labels_per_item(rng: np.random.Generator, n_items: int, mean: float, max_labels: int) -> np.ndarray:
+    """(N,) int64 labels per item in 1..3 with mean ``mean``; exact shares by apportionment:
+    P(2) = ``_TWO_LABEL_SHARE`` * min(m - 1, 3 - m) (few 2-label items, so co-labelling is frequent),
+    P(3) = (m - 1 - P(2)) / 2, in a random order."""
     if max_labels == 3:
-        p2 = min(m - 1, 3 - m) * _TWO_LABEL_SHARE
-        p3 = (m - 1 - p2) / 2
+        p2 = min(mean - 1, 3 - mean) * _TWO_LABEL_SHARE
+        p3 = (mean - 1 - p2) / 2
     else:  # one or two annotators in total
-        p2, p3 = m - 1, 0.0
+        p2, p3 = mean - 1, 0.0
     probs = np.array([1 - p2 - p3, p2, p3])
-    counts = rng.permutation(np.repeat(np.arange(1, 4), _apportion(n_items, probs)))
-    total = int(counts.sum())
+    return rng.permutation(np.repeat(np.arange(1, 4), _apportion(n_items, probs)))
 
-    # Labels per annotator: sparse annotator fixed, others share the rest by jittered rates.
+
+def _annotator_quotas(
+    rng: np.random.Generator, total: int, n_items: int, n_annotators: int,
+    sparse_annotator: int | None, sparse_missing: float,
+) -> np.ndarray:
+    """(A,) int64 labels per annotator summing to ``total``: the sparse annotator labels
+    ``1 - sparse_missing`` of the ``n_items`` items, the others share the rest in proportion to
+    rates jittered by ``_RATE_JITTER``."""
     rates = rng.uniform(1 - _RATE_JITTER, 1 + _RATE_JITTER, n_annotators)
     quotas = np.zeros(n_annotators, np.int64)
     others = np.arange(n_annotators)
@@ -519,17 +564,93 @@ def simulate_annotations(
             "labelling rates infeasible: an annotator would label more items than exist; "
             "lower labels_per_item_mean or raise n_annotators"
         )
+    return quotas
+
+
+def _sparse_slots(
+    rng: np.random.Generator, n_items: int, n_annotators: int, labels_per_item_mean: float,
+    sparse_annotator: int | None, sparse_missing: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Who labels which of ``n_items`` items: (item index, annotator index) arrays of length L,
+    every item labelled by 1-3 annotators, pair overlaps balanced (:func:`_balance_pairs`)."""
+    counts = _labels_per_item(rng, n_items, float(labels_per_item_mean), min(3, n_annotators))
+    total = int(counts.sum())
+    quotas = _annotator_quotas(rng, total, n_items, n_annotators, sparse_annotator, sparse_missing)
     item, ann = _assign(counts, quotas, rng)
     ann = _balance_pairs(item, ann, n_items, n_annotators, rng, n_proposals=min(30 * total, 20_000))
+    return item, ann
 
-    # Draw each label from the annotator's confusion row for the item's true class.
-    cdf = np.cumsum(confusion[ann, truth[item]], axis=1)
-    label = (rng.random((len(item), 1)) > cdf[:, :-1]).sum(axis=1).astype(np.int64)
 
+def _draw_labels(rng: np.random.Generator, confusion: np.ndarray, ann: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(L,) int64 labels, label s drawn from row ``true[s]`` of annotator ``ann[s]``'s confusion (A, C, C)."""
+    cdf = np.cumsum(confusion[ann, true], axis=1)
+    return (rng.random((len(ann), 1)) > cdf[:, :-1]).sum(axis=1).astype(np.int64)
+
+
+def simulate_annotations(
+    truth: np.ndarray,
+    n_classes: int = 8,
+    n_annotators: int = 10,
+    groups: Sequence[Sequence[int]] = ((0, 1, 2, 3), (4, 5, 6), (7, 8, 9)),
+    labels_per_item_mean: float = 2.0,
+    sparse_annotator: int | None = 9,
+    sparse_missing: float = 0.91,
+    seed: int = 0,
+    panel: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Simulate sparse crowd labels from annotator groups with distinct confusions.
+
+    Each annotator's confusion matrix is its group's (:func:`group_confusion`)
+    mixed with 5 % of random rows of its own (:func:`annotator_confusions` returns
+    them for the same arguments and seed); every label is drawn from its annotator's row
+    for the item's true class, independently.
+
+    Items of the test ``panel`` (if any) are labelled by every annotator. Every other item
+    gets 1-3 labels (mean ``labels_per_item_mean``; the exact numbers of 1-, 2- and 3-label
+    items are fixed by apportionment, with few 2-label items so that co-labelling is
+    frequent). Outside the panel, the sparse annotator labels a fraction ``1 - sparse_missing``
+    of the items; the other annotators share the remaining labels in proportion to individual
+    rates (+-20 % around equal). Which annotators label which item is a random incidence with
+    those marginals, then rebalanced, blind to the groups, so that as many annotator pairs as
+    possible co-label at least 3 items (kappa estimable) and overlaps are even: multi-label
+    items mix annotators within and across groups alike.
+
+    Parameters
+    ----------
+    truth : (N,) int true class per item (as returned by :func:`make_demo_clips`), in ``[0, C)``.
+    n_classes : number of classes C (>= 3).
+    n_annotators : number of annotators A (ids ``"A1"..."A<A>"``).
+    groups : partition of ``0..A-1``; group 0 is the accurate one.
+    labels_per_item_mean : mean labels per non-panel item, in ``[1, min(3, A)]``.
+    sparse_annotator : index of the annotator with missing rate ``sparse_missing`` outside the
+        panel; None for none.
+    sparse_missing : missing rate of the sparse annotator, in ``(0, 1)``.
+    seed : seed for ``numpy.random.default_rng``.
+    panel : (P,) distinct item indices every annotator labels (:func:`choose_test_panel`), P < N; None
+        for no panel (then the draws are exactly those of the panel-free generator).
+
+    Returns
+    -------
+    pandas.DataFrame (L, 3), one row per given label, sorted by item then annotator; columns
+    ``item_id`` (str, ``"clip_0000"``...), ``annotator_id`` (str) and ``label`` (int64 class index).
+    """
+    truth, groups, panel = _check_annotation_args(
+        truth, n_classes, n_annotators, groups, labels_per_item_mean, sparse_annotator, sparse_missing, panel
+    )
+    rng = np.random.default_rng(seed)
+    confusion = _draw_confusions(rng, n_classes, n_annotators, groups)  # (A, C, C)
+    rest = np.arange(truth.size) if panel is None else np.setdiff1d(np.arange(truth.size), panel)
+    item, ann = _sparse_slots(rng, rest.size, n_annotators, labels_per_item_mean, sparse_annotator, sparse_missing)
+    item = rest[item]
+    label = _draw_labels(rng, confusion, ann, truth[item])
+    if panel is not None:  # every annotator labels every panel item, drawn after the sparse labels
+        panel_item, panel_ann = np.repeat(panel, n_annotators), np.tile(np.arange(n_annotators), panel.size)
+        item, ann = np.concatenate([item, panel_item]), np.concatenate([ann, panel_ann])
+        label = np.concatenate([label, _draw_labels(rng, confusion, panel_ann, truth[panel_item])])
     order = np.lexsort((ann, item))
     return pd.DataFrame(
         {
-            "item_id": np.asarray(item_ids(n_items), dtype=object)[item[order]],
+            "item_id": np.asarray(item_ids(truth.size), dtype=object)[item[order]],
             "annotator_id": np.asarray(annotator_ids(n_annotators), dtype=object)[ann[order]],
             "label": label[order],
         }

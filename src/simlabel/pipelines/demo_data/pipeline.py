@@ -9,7 +9,10 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 generate_demo_data,
                 inputs="params:demo_data",
-                outputs=["demo_videos", "demo_labels", "demo_classes", "demo_truth"],
+                outputs=[
+                    "demo_videos", "demo_labels", "demo_classes", "demo_truth",
+                    "demo_test_items", "demo_true_similarity",
+                ],
                 name="generate_demo_data",
             )
         ],

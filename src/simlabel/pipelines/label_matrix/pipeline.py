@@ -12,7 +12,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["label_matrix_full", "classes"],
                 name="make_label_matrix",
             ),
-            Node(make_item_split, inputs=["label_matrix_full", "params:label_matrix"], outputs="item_split", name="make_item_split"),
+            Node(make_item_split, inputs=["label_matrix_full", "crowd_folder", "params:label_matrix"], outputs="item_split",
+                 name="make_item_split"),
             Node(
                 apply_extra_missing,
                 inputs=["label_matrix_full", "item_split", "params:label_matrix"],

@@ -13,7 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 run_paper_experiments,
                 inputs=[
-                    "embeddings", "label_matrix_full", "classes", "params:paper_tables", "params:training",
+                    "embeddings", "label_matrix_full", "classes", "crowd_folder", "params:paper_tables", "params:training",
                     "params:similarity", "params:methods", "params:crowd_baselines",
                 ],
                 outputs="paper_runs",

@@ -4,7 +4,13 @@ from kedro.pipeline import Node, Pipeline
 
 from simlabel.methods import method_names
 
-from .nodes import attention_heatmap, combine_tables, compare_similarities, evaluate_methods, training_curves
+from .nodes import (
+    attention_heatmap,
+    combine_tables,
+    compare_similarities,
+    evaluate_methods,
+    training_curves,
+)
 
 COMBINED = {"predictions": "predictions", "truth_predictions": "truth_predictions", "frame_attention": "frame_attention",
             "training_history": "training_history"}
