@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from simlabel.core.baselines import dawid_skene, majority_vote
-from simlabel.core.labels import MISSING, split_items
+from simlabel.core.labels import MISSING, rows_only, split_items
 from simlabel.core.similarity import estimate_similarity as similarity_estimate
 from simlabel.models.factory import AnnotatorsFromTruth
 from simlabel.training.config import TrainConfig
@@ -53,7 +53,7 @@ class Split:
 
     def labels_of(self, labels: np.ndarray, part: str) -> np.ndarray:
         """(N, A) labels of one part's items, ``MISSING`` elsewhere."""
-        return np.where(getattr(self, part)[:, None], labels, MISSING)
+        return rows_only(labels, getattr(self, part))
 
 
 def estimate_similarity(train_labels: np.ndarray, n_classes: int, params: dict) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import MISSING, check_label_values
 
 DS_INITS = ("majority",)
 
@@ -27,13 +27,7 @@ def _check_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
         raise ValueError(f"label matrix must hold integers, got dtype {y.dtype}")
     if int(n_classes) != n_classes or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes}")
-    bad = (y != MISSING) & ((y < 0) | (y >= n_classes))
-    if bad.any():
-        i, a = np.argwhere(bad)[0]
-        raise ValueError(
-            f"labels must be in [0, {n_classes - 1}] or {MISSING} (missing); "
-            f"got {y[i, a]} for item {i}, annotator {a}"
-        )
+    check_label_values(y, n_classes)
     return y.astype(np.int64, copy=False)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import MISSING, check_label_values
 
 # A dense (A*A,) lookup table maps pair keys to compact pair indices below this size (a sort
 # via np.unique above it); it is never larger than the (A, A) similarity that is returned.
@@ -52,8 +52,7 @@ def _observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nda
         flat = np.flatnonzero(flat_y != MISSING)
         rows, cols = np.divmod(flat, n_annotators)
     labels = flat_y[flat]
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must be in [0, {n_classes}) or {MISSING} for missing")
+    check_label_values(labels, n_classes)
     return rows, cols, labels.astype(np.int64, copy=False)
 
 
@@ -171,8 +170,7 @@ def _row_pairs(rows: np.ndarray, n_classes: int):
     """
     item, annot = np.nonzero(rows != MISSING)  # sorted by item
     labels = rows[item, annot].astype(np.int64, copy=False)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must be in [0, {n_classes}) or {MISSING} for missing")
+    check_label_values(labels, n_classes)
     per_row = np.bincount(item, minlength=rows.shape[0])
     row_start = np.cumsum(per_row) - per_row
     per_entry = per_row[item]

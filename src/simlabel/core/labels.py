@@ -351,3 +351,18 @@ def remove_labels(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -
     drop = np.random.default_rng(seed).choice(candidates, size=n_remove, replace=False)
     y.ravel()[drop] = MISSING
     return y
+
+
+def check_label_values(labels: np.ndarray, n_classes: int) -> None:
+    """Raise ``ValueError`` unless every observed label (of the given values, ``MISSING`` removed
+    by the caller or not) is a class index in ``[0, n_classes)``; names the first offender."""
+    labels = np.asarray(labels)
+    observed = labels[labels != MISSING]
+    if observed.size and (observed.min() < 0 or observed.max() >= n_classes):
+        bad = observed[(observed < 0) | (observed >= n_classes)][0]
+        raise ValueError(f"labels must be in [0, {n_classes}) or {MISSING} for missing; got {bad}")
+
+
+def rows_only(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(N, A) labels of the items where ``rows`` (N,) bool is set, ``MISSING`` elsewhere."""
+    return np.where(np.asarray(rows, bool)[:, None], labels, MISSING)

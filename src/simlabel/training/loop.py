@@ -22,7 +22,7 @@ import torch
 
 from simlabel.core.cycling import ConfidenceCycler
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import MISSING, rows_only
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
 from simlabel.core.soft_labels import soft_labels
@@ -106,8 +106,7 @@ def prepare_data(tokens, labels, train_rows, val_rows, config, device, frames=No
     if tokens.shape[0] != n_items:
         raise ValueError(f"tokens have {tokens.shape[0]} rows but the label matrix has {n_items} items")
     train_rows, val_rows = np.asarray(train_rows, bool), np.asarray(val_rows, bool)
-    train_labels = np.where(train_rows[:, None], labels, MISSING)
-    val_labels = np.where(val_rows[:, None], labels, MISSING)
+    train_labels, val_labels = rows_only(labels, train_rows), rows_only(labels, val_rows)
     trainable = (train_labels != MISSING).any(1)
     fixed_soft = None
     if soft_targets is not None:

@@ -176,25 +176,30 @@ def similarity_error(similarity: pd.DataFrame, truth: pd.DataFrame) -> float:
 
 
 def compare_similarities(
-    metrics: dict, crowd_folder: CrowdFolder, similarity: pd.DataFrame, *refined: pd.DataFrame, methods: list[str]
+    metrics: dict, crowd_folder: CrowdFolder, methods_params: dict, similarity: pd.DataFrame, *final: pd.DataFrame,
+    methods: list[str],
 ) -> tuple[dict, Figure]:
-    """The initial similarity beside each method's final one (changed only by confidence cycling),
-    and beside the truth where the folder has ``true_similarity.csv``; then ``metrics`` gains
-    ``similarity_error``: ``{"initial", "refined"}`` (the first cycling method; ``refined@<method>``
-    for the others), mean |S - S_true| over off-diagonal pairs."""
+    """The initial similarity beside each method's final one (refined by confidence cycling, or
+    estimated otherwise: ``similarity_estimator``), and beside the truth where the folder has
+    ``true_similarity.csv``; then ``metrics`` gains ``similarity_error`` (mean |S - S_true| over
+    off-diagonal pairs): ``initial``, ``refined`` (the first method with ``cycling``;
+    ``refined@<method>`` for the others) and ``<method>`` for methods with their own estimator."""
     truth = true_similarity(crowd_folder, list(similarity.columns))
-    matrices = {"initial (training labels)": similarity}
-    changed = [(m, matrix) for m, matrix in zip(methods, refined, strict=True)
-               if not np.allclose(matrix.to_numpy(), similarity.to_numpy())]
-    matrices.update({f"after cycling: {m}": matrix for m, matrix in changed})
+    matrices, errors, n_refined = {"initial (training labels)": similarity}, {}, 0
+    for method, matrix in zip(methods, final, strict=True):
+        if np.allclose(matrix.to_numpy(), similarity.to_numpy()):
+            continue
+        cycling = bool((methods_params.get(method) or {}).get("cycling"))
+        matrices[f"{'after cycling' if cycling else 'estimated'}: {method}"] = matrix
+        if truth is not None:
+            key = ("refined" if n_refined == 0 else f"refined@{method}") if cycling else method
+            errors[key] = round(similarity_error(matrix, truth), 6)
+        n_refined += cycling
     metrics = dict(metrics)
     if truth is not None:
         matrices["truth (true_similarity.csv)"] = truth
-        errors = {"initial": round(similarity_error(similarity, truth), 6)}
-        for k, (method, matrix) in enumerate(changed):
-            errors["refined" if k == 0 else f"refined@{method}"] = round(similarity_error(matrix, truth), 6)
-        metrics["similarity_error"] = errors
-        logger.info("similarity error (mean |S - S_true| over pairs): %s", errors)
+        metrics["similarity_error"] = {"initial": round(similarity_error(similarity, truth), 6), **errors}
+        logger.info("similarity error (mean |S - S_true| over pairs): %s", metrics["similarity_error"])
     return metrics, similarity_heatmaps(matrices)
 
 
