@@ -53,3 +53,22 @@ def test_saved_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(previous)
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {"a.npy": 0o644, "t.csv": 0o644}
+
+
+def test_atomic_dataset_is_the_wrapped_type_for_viz_and_pickles(tmp_path):
+    import pickle
+
+    import pandas as pd
+    from kedro_datasets.pandas import ParquetDataset
+
+    from simlabel.datasets import AtomicDataset
+
+    dataset = AtomicDataset({"type": "pandas.ParquetDataset", "filepath": str(tmp_path / "t.parquet")},
+                            metadata={"kedro-viz": {"layer": "primary"}})
+    assert isinstance(dataset, ParquetDataset)
+    assert f"{type(dataset).__module__}.{type(dataset).__qualname__}" == "kedro_datasets.pandas.parquet_dataset.ParquetDataset"
+    assert dataset.metadata == {"kedro-viz": {"layer": "primary"}}
+    dataset.save(pd.DataFrame({"a": [1, 2, 3]}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]  # renamed into place
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy.load()["a"].tolist() == [1, 2, 3]

@@ -6,6 +6,7 @@ never leaves a half-written catalog output.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -116,25 +117,33 @@ class CrowdFolderDataset(AbstractDataset[None, Any]):
 class AtomicDataset(AbstractDataset[Any, Any]):
     """Any file dataset (``dataset``: its config, with ``filepath``) written atomically: saved
     to a temporary file beside the target and renamed onto it, so a crash never leaves a
-    half-written catalog output."""
+    half-written catalog output.
 
-    def __init__(self, dataset: dict, metadata: dict | None = None):
-        self._config = dict(dataset)
-        if "filepath" not in self._config:
+    The catalog gets the wrapped dataset itself, of a subclass that differs only in ``save``
+    and carries the wrapped class's name, so ``kedro viz`` shows (and previews) the real type,
+    e.g. ``kedro_datasets.pandas.parquet_dataset.ParquetDataset``."""
+
+    def __new__(cls, dataset: dict, metadata: dict | None = None):
+        config = dict(dataset)
+        if "filepath" not in config:
             raise DatasetError("AtomicDataset wraps a file dataset: its config needs a filepath")
-        self._target = Path(self._config["filepath"])
-        self._dataset = AbstractDataset.from_config("atomic", self._config)
-        self.metadata = metadata
+        wrapped = AbstractDataset.from_config("atomic", {**config, **({"metadata": metadata} if metadata else {})})
+        wrapped.__class__ = _atomic_class(type(wrapped))
+        wrapped._atomic_config = config
+        wrapped._atomic_target = Path(config["filepath"])
+        return wrapped
 
-    def load(self) -> Any:
-        return self._dataset.load()
+
+@functools.cache
+def _atomic_class(base: type) -> type:
+    """``base`` with an atomic ``save`` (and pickling through ``AtomicDataset``), same name."""
 
     def save(self, data: Any) -> None:
-        with atomic_path(self._target) as tmp:
-            AbstractDataset.from_config("atomic_tmp", {**self._config, "filepath": str(tmp)}).save(data)
+        with atomic_path(self._atomic_target) as tmp:
+            AbstractDataset.from_config("atomic_tmp", {**self._atomic_config, "filepath": str(tmp)}).save(data)
 
-    def _exists(self) -> bool:
-        return self._target.is_file()
+    def __reduce__(self):
+        return AtomicDataset, (self._atomic_config, getattr(self, "metadata", None))
 
-    def _describe(self) -> dict[str, Any]:
-        return {"dataset": self._dataset._describe()}
+    return type(base.__name__, (base,), {"save": save, "__reduce__": __reduce__, "__module__": base.__module__,
+                                         "__qualname__": base.__qualname__, "__doc__": base.__doc__})

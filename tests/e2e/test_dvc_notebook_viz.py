@@ -102,7 +102,7 @@ def test_notebook_executes_headless(reproduced):
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     text = json.dumps(executed)
-    assert "imputed labels" in text and "items x 10 annotators" in text
+    assert "imputed labels" in text and "items x 12 annotators" in text
 
 
 def free_port() -> int:
@@ -140,6 +140,9 @@ def test_kedro_viz_serves_every_pipeline(tmp_path):
         assert {"ingestion", "training", "reporting"} <= {t["id"] for t in main["tags"]}
         assert main["layers"], "kedro viz found no layers (a cycle among layers disables them)"
         assert "circular dependency" not in log.read_text()
+        dataset_types = {str(n.get("dataset_type")) for n in main["nodes"] if n.get("type") == "data"}
+        assert not any("AtomicDataset" in t for t in dataset_types), dataset_types
+        assert any(t.endswith("ParquetDataset") for t in dataset_types), dataset_types
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)  # kedro viz leaves a uvicorn child: stop the group

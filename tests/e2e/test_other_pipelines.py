@@ -33,19 +33,20 @@ def features_folder(tmp_path_factory):
 
 def test_paper_tables_end_to_end(tiny_project, features_folder):
     result = run(["kedro", "run", "--pipelines=paper_tables", f"--params=dataset_dir={features_folder}"], tiny_project)
+    reports = tiny_project / "data" / features_folder.name / "08_reporting"  # a folder's own outputs
     assert "Table 4 shape" in result.stdout
-    metrics = json.loads((tiny_project / "data/08_reporting/paper_tables.json").read_text())
+    metrics = json.loads((reports / "paper_tables.json").read_text())
     assert set(metrics) == {"heads"} and set(metrics["heads"]) == {"r=0", "r=0.3"}
     for per_method in metrics["heads"].values():
-        assert set(per_method) == {"skip", "simlabel", "simlabel_confidence", "consensus", "dawid_skene"}
+        assert set(per_method) == {"skip", "simlabel", "simlabel_confidence", "simlabel_shrunk_mixed", "consensus", "dawid_skene"}
         assert all(len(seeds) == 2 and all(0 <= a <= 1 for a in seeds) for seeds in per_method.values())
-    annotators = pd.read_csv(tiny_project / "data/08_reporting/paper_table_annotators.csv")
+    annotators = pd.read_csv(reports / "paper_table_annotators.csv")
     assert {"w0", "w5", "macro", "macro_std", "micro"} <= set(annotators.columns)
-    ablation = pd.read_csv(tiny_project / "data/08_reporting/paper_table_ablation.csv")
+    ablation = pd.read_csv(reports / "paper_table_ablation.csv")
     assert len(ablation) == 3  # (0.5, product), (0.6, max), (0.6, product)
-    paired = pd.read_csv(tiny_project / "data/08_reporting/paper_table_paired.csv")
+    paired = pd.read_csv(reports / "paper_table_paired.csv")
     assert {"skip", "dawid_skene", "consensus"} == set(paired["vs"])
-    assert (tiny_project / "data/08_reporting/accuracy_vs_missing.png").stat().st_size > 0
+    assert (reports / "accuracy_vs_missing.png").stat().st_size > 0
 
 
 def test_predict_end_to_end(tiny_project, tmp_path):
@@ -56,8 +57,8 @@ def test_predict_end_to_end(tiny_project, tmp_path):
     for clip in sorted((tiny_project / "data/01_raw/demo/videos").glob("*.avi"))[:3]:
         shutil.copy(clip, new / f"new_{clip.name}")
     run(["kedro", "run", "--pipelines=predict", f"--params=predict_dir={new.parent}"], tiny_project)
-    out = pd.read_parquet(tiny_project / "data/07_model_output/annotator_predictions.parquet")
-    assert len(out) == 3 * 10 and out["item_id"].nunique() == 3
+    out = pd.read_parquet(tiny_project / "data/predict/annotator_predictions.parquet")
+    assert len(out) == 3 * 12 and out["item_id"].nunique() == 3
     assert out["item_id"].str.startswith("new_clip_").all()
     assert set(out["label"]) <= {"worry", "happiness", "neutral", "anger", "surprise", "sadness", "other", "unknown"}
     assert out["probability"].between(0, 1).all()
