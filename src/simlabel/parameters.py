@@ -159,6 +159,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "workers": Rule(INT, at_least(1), "clips decoded in parallel", required=False),
         "backbone": Rule(STR, backbone_check, "frame encoder"),
         "batch_size": Rule(INT, at_least(1), "frames per forward pass"),
+        "image_size": Rule((int, type(None)), at_least(16), "size images are embedded at (null: their own)", required=False),
         "device": Rule(STR, device_check, "auto | cpu | cuda | cuda:<index>"),
     },
     "label_matrix": {

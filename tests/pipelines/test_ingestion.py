@@ -68,3 +68,23 @@ def test_embeddings_are_per_frame_and_deterministic():
     assert first.shape == (2, 2, 1280) and first.dtype == np.float32
     np.testing.assert_allclose(embed_clips(frames, params), first, rtol=1e-5, atol=1e-5)
     assert not np.allclose(first[0, 0], first[0, 1])
+
+
+def test_images_embed_at_the_configured_size(tmp_path):
+    """ingestion.image_size reaches the backbone: null keeps 32x32 images at their own size, whose
+    embeddings differ from the 224x224 upsampled ones."""
+    import pandas as pd
+
+    from simlabel.folder import read_crowd_folder
+    from simlabel.pipelines.ingestion.nodes import embed_images
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8))
+    pd.DataFrame({"item_id": [0, 1, 2], "annotator_id": "a", "label": [0, 1, 0]}).to_csv(tmp_path / "labels.csv", index=False)
+    folder = read_crowd_folder(tmp_path)
+    params = {"backbone": "efficientnet_lite0", "batch_size": 4, "device": "cpu"}
+    native = embed_images(folder, {"input_kind": "auto"}, {**params, "image_size": None})
+    upsampled = embed_images(folder, {"input_kind": "auto"}, {**params, "image_size": 224})
+    assert native.shape == upsampled.shape == (3, 1, 1280)
+    assert not np.allclose(native, upsampled, atol=1e-3)
+    np.testing.assert_allclose(embed_images(folder, {"input_kind": "auto"}, params), upsampled, atol=1e-4)
