@@ -242,3 +242,25 @@ def test_ds_implied_recovers_expected_kappa_for_pairs_that_never_co_label():
     for j, k in disjoint:
         assert plain[j, k] == 0.0 and truth_similarity[j, k] > 0.05, (j, k)
     assert truth_similarity[3, 4] > 0.3 and truth_similarity[0, 3] < 0.05  # the groups are there
+
+
+def test_model_informed_kappa_shrinks_observed_kappa_towards_the_models():
+    from sklearn.metrics import cohen_kappa_score
+
+    from simlabel.core.similarity import model_informed_kappa
+
+    rng = np.random.default_rng(0)
+    predicted = rng.integers(0, 3, (200, 3))
+    predicted[:, 1] = np.where(rng.random(200) < 0.8, predicted[:, 0], predicted[:, 1])  # models 0, 1 agree
+    y = np.full((6, 3), -1)
+    y[:, 0] = [0, 1, 2, 0, 1, 2]
+    y[:, 1] = [0, 1, 2, 0, 1, 1]  # 6 co-labelled items with annotator 0; annotator 2 labels nothing
+    model_kappa = cohen_kappa_score(predicted[:, 0], predicted[:, 1])
+    observed = cohen_kappa_score(y[:, 0], y[:, 1])
+    for tau in (0.0, 6.0, 1e9):
+        s = model_informed_kappa(y, predicted, 3, min_overlap=2, tau=tau)
+        expected = (6 * observed + tau * model_kappa) / (6 + tau)
+        assert s[0, 1] == pytest.approx(expected, abs=1e-9) and s[1, 0] == s[0, 1]
+        # No overlap at all: the models' kappa, whatever tau (clipped at 0).
+        assert s[0, 2] == pytest.approx(max(0.0, cohen_kappa_score(predicted[:, 0], predicted[:, 2])), abs=1e-9)
+    assert np.diag(model_informed_kappa(y, predicted, 3)).tolist() == [0.0, 0.0, 0.0]

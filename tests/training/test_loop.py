@@ -186,3 +186,18 @@ def test_imputing_from_the_annotators_own_predictions(data):
     position = {item: k for k, item in enumerate(run.train_items)}
     np.testing.assert_array_equal(imputed, own.numpy()[[position[r] for r in rows], cols])
     assert (run.train_labels[rows, cols] == -1).all() and len(rows) > 0
+
+
+def test_model_refresh_moves_the_similarity_towards_the_truth():
+    """Two groups of annotators (group 1 permutes the classes): the true similarity is ~1 within
+    a group and ~0 between. With sparse labels the observed kappa is noisy; refresh: models pulls
+    it towards the models' agreement (0.071 -> 0.037 here)."""
+    data = grouped_dataset(seed=1, n_items=300, n_annotators=8, labelled=0.12)
+    tokens, labels, train_rows, _, _, n_classes = data
+    truth = np.where(np.equal.outer(np.arange(8) < 4, np.arange(8) < 4), 1.0, 0.0)
+    off = ~np.eye(8, dtype=bool)
+    initial = kappa_matrix(np.where(train_rows[:, None], labels, -1), n_classes, 2)
+    error = {"initial": np.abs(initial - truth)[off].mean()}
+    result = train(data, cycling=True, refresh="models", impute_from="own_prediction", threshold=0.5)
+    error["models"] = np.abs(result.similarity - truth)[off].mean()
+    assert error["models"] < 0.75 * error["initial"], error

@@ -255,3 +255,33 @@ def estimate_similarity(
             f"similarity estimator must be one of {sorted(SIMILARITY_ESTIMATORS)}, got {estimator!r}"
         )
     return SIMILARITY_ESTIMATORS[estimator](y, n_classes, **options)
+
+
+def model_informed_kappa(
+    y: np.ndarray, predicted: np.ndarray, n_classes: int, min_overlap: int = 1, tau: float | str = "auto"
+) -> np.ndarray:
+    """Each pair's observed kappa shrunk towards the kappa of the two annotators' trained models.
+
+    ``S_jk = (n_jk * kappa_jk + tau * kappa_model_jk) / (n_jk + tau)``, clipped to [0, 1]:
+    ``kappa_jk`` the pair's kappa on the items both labelled (unclipped; ``n_jk`` items, 0 below
+    ``min_overlap``), ``kappa_model_jk`` the kappa of their models' predicted labels on every item
+    of ``predicted`` (an informed value for every pair, overlap or not), ``tau`` as in
+    :func:`shrunk_kappa`. The observed labels stay the evidence; imputed labels never enter.
+
+    Parameters
+    ----------
+    y : (N, A) int64 observed labels, ``MISSING`` = -1.
+    predicted : (M, A) int64 every annotator model's predicted label on M items (no missing).
+    """
+    raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
+    total = weight.sum()
+    mu = (weight * raw).sum() / total if total > 0 else 0.0
+    if isinstance(tau, str):
+        tau = _auto_tau(raw, weight, spread, mu)
+    prior = kappa_matrix(np.asarray(predicted), n_classes, 1)
+    denominator = weight + tau
+    with np.errstate(divide="ignore", invalid="ignore"):
+        similarity = np.where(denominator > 0, (weight * raw + tau * prior) / denominator, prior)
+    similarity = np.clip(similarity, 0.0, 1.0)
+    np.fill_diagonal(similarity, 0.0)
+    return similarity

@@ -15,7 +15,7 @@ from simlabel.models.annotators import ARCHITECTURES, ENTRY_ARCHITECTURES
 CROWD_BASELINES = ("none", "consensus", "dawid_skene")
 SOFT_TARGETS = ("similarity", "dawid_skene")
 SIMILARITY_ESTIMATORS = ("stage", "kappa", "shrunk_kappa", "ds_implied")
-REFRESH_RULES = ("paper", "anchored")
+REFRESH_RULES = ("paper", "anchored", "models")
 IMPUTE_FROM = ("soft_label", "own_prediction")
 
 
@@ -52,7 +52,9 @@ class TrainConfig:
     imputed_as_targets: bool = False
     # The refresh that keeps the similarity's structure is the default (README, "Does it help?");
     # the paper's literal rule is refresh: paper with impute_from: soft_label.
-    refresh: str = "anchored"  # paper: kappa of observed + imputed | anchored: pairs with an observed label
+    # paper: kappa of observed + imputed | anchored: pairs with an observed label | models: observed
+    # kappa shrunk towards the kappa of the annotators' models on every training item
+    refresh: str = "models"
     impute_from: str = "own_prediction"  # soft_label (paper: argmax of the pooled soft label) | own_prediction
     min_overlap: int = 2
     # A crowd baseline instead of per-annotator learning: one classifier on majority-vote labels

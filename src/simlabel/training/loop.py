@@ -273,6 +273,8 @@ def train_annotator_models(
         if cycler is not None and epoch % config.cycle_every == 0:
             proposed = propose(model, data, sim, transport, cycler, config, eval_batch, rank, world)
             n_imputed, refreshed = len(proposed[0]), cycler.apply(proposed, epoch)
+            if config.refresh == "models":
+                refreshed = model_similarity(model, data, n_classes, config.min_overlap, eval_batch)
             if refreshed is not None:
                 sim = torch.as_tensor(refreshed, dtype=torch.float32, device=device)
                 transport = label_transport(cycler, data.train_labels, n_classes, config, device)
@@ -310,6 +312,14 @@ def label_transport(cycler, train_labels, n_classes, config, device) -> torch.Te
     counts = cycler.counts if cycler is not None else CoLabelCounts(train_labels, n_classes)
     matrices = transport_matrices(counts.counts, train_labels.shape[1], n_classes, config.transport_prior)
     return torch.from_numpy(matrices).to(device)
+
+
+def model_similarity(model, data: RunData, n_classes: int, min_overlap: int, batch_size: int) -> np.ndarray:
+    """``refresh: models``: observed kappa shrunk towards the models' kappa on the training items."""
+    from simlabel.core.similarity import model_informed_kappa
+
+    predicted = predict_labels(model, data.inputs, data.train_items, batch_size)
+    return model_informed_kappa(data.train_labels, predicted, n_classes, min_overlap)
 
 
 def validation_accuracy(model, data: RunData, batch_size: int) -> float:
