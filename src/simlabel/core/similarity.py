@@ -184,16 +184,26 @@ def shrunk_kappa(
     if prior not in SHRINK_PRIORS:
         raise ValueError(f"prior must be one of {SHRINK_PRIORS}, got {prior!r}")
     raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
-    total = weight.sum()
-    mu = (weight * raw).sum() / total if total > 0 else 0.0
-    if isinstance(tau, str):
-        tau = _auto_tau(raw, weight, spread, mu)
+    mu, tau = _prior_weight(raw, weight, spread, tau)
     if prior == "global":
         target = np.full_like(raw, mu)
     else:
         per_annotator = ((weight * raw).sum(1) + tau * mu) / np.maximum(weight.sum(1) + tau, 1e-300)
         per_annotator = np.where(weight.sum(1) + tau > 0, per_annotator, mu)
         target = (per_annotator[:, None] + per_annotator[None, :]) / 2
+    return _shrink(raw, weight, tau, target)
+
+
+def _prior_weight(raw: np.ndarray, weight: np.ndarray, spread: np.ndarray, tau: float | str) -> tuple[float, float]:
+    """``mu``, the overlap-weighted mean kappa, and the prior's weight ``tau`` (``"auto"``: estimated)."""
+    total = weight.sum()
+    mu = (weight * raw).sum() / total if total > 0 else 0.0
+    return mu, (_auto_tau(raw, weight, spread, mu) if isinstance(tau, str) else tau)
+
+
+def _shrink(raw: np.ndarray, weight: np.ndarray, tau: float, target: np.ndarray) -> np.ndarray:
+    """``(n * kappa + tau * target) / (n + tau)`` per pair (the target where both are 0), clipped
+    to [0, 1], zero diagonal."""
     denominator = weight + tau
     with np.errstate(divide="ignore", invalid="ignore"):
         similarity = np.where(denominator > 0, (weight * raw + tau * target) / denominator, target)
@@ -274,14 +284,5 @@ def model_informed_kappa(
     predicted : (M, A) int64 every annotator model's predicted label on M items (no missing).
     """
     raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
-    total = weight.sum()
-    mu = (weight * raw).sum() / total if total > 0 else 0.0
-    if isinstance(tau, str):
-        tau = _auto_tau(raw, weight, spread, mu)
-    prior = kappa_matrix(np.asarray(predicted), n_classes, 1)
-    denominator = weight + tau
-    with np.errstate(divide="ignore", invalid="ignore"):
-        similarity = np.where(denominator > 0, (weight * raw + tau * prior) / denominator, prior)
-    similarity = np.clip(similarity, 0.0, 1.0)
-    np.fill_diagonal(similarity, 0.0)
-    return similarity
+    _, tau = _prior_weight(raw, weight, spread, tau)
+    return _shrink(raw, weight, tau, kappa_matrix(np.asarray(predicted), n_classes, 1))
