@@ -21,7 +21,7 @@ STAGES = ["demo_data", "ingestion", "label_matrix", "similarity", "training", "r
 @pytest.fixture(scope="module")
 def reproduced(tiny_project):
     first = run(["dvc", "repro"], tiny_project)
-    return tiny_project, first.stdout
+    return tiny_project, first.stdout + first.stderr  # Kedro's warnings go to stderr
 
 
 def test_dvc_repro_runs_the_main_stages_then_nothing(reproduced):
