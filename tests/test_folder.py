@@ -78,7 +78,7 @@ def test_no_labels_file(folder):
 
 
 def test_missing_folder_points_at_the_demo_pipeline(tmp_path):
-    with pytest.raises(FolderFormatError, match="pipeline=demo_data"):
+    with pytest.raises(FolderFormatError, match="pipelines=demo_data"):
         read_crowd_folder(tmp_path / "nope")
 
 

@@ -96,9 +96,9 @@ def crowd_baseline(tokens, labels, split: Split, n_classes: int, config: TrainCo
     n_annotators = labels.shape[1]
     train_labels = split.labels_of(labels, "train")
     val_votes = majority_vote(split.labels_of(labels, "val"), n_classes, rng=config.seed)
-    train_votes = majority_vote(train_labels, n_classes, rng=config.seed)
     classifier_config = dataclasses.replace(config, cycling=False, crowd_baseline="none", soft_entries_per_item=None)
     if config.crowd_baseline == "consensus":
+        train_votes = majority_vote(train_labels, n_classes, rng=config.seed)
         votes = np.where(split.train, train_votes, np.where(split.val, val_votes, MISSING))
         soft, confusions = None, np.broadcast_to(np.eye(n_classes), (n_annotators, n_classes, n_classes))
         classifier_config = dataclasses.replace(classifier_config, unlabeled_weight=0.0)

@@ -58,6 +58,8 @@ class CrowdFolder:
     ``labels.csv`` (index name ``line``, ``attrs["source"]`` the file), so errors name lines.
     ``test_items``: the P item ids of ``test_items.txt`` (a test panel, in file order), each an
     item with labels; None when the folder has no such file.
+    ``true_similarity``: ``true_similarity.csv`` (A x A known similarity, annotator ids as index and
+    columns, e.g. the demo's expected kappa), or None.
     """
 
     path: Path
@@ -66,6 +68,13 @@ class CrowdFolder:
     truth: pd.DataFrame | None
     inputs: dict[str, list[Path]] = field(default_factory=dict)
     test_items: list[str] | None = None
+    true_similarity: pd.DataFrame | None = None
+
+    def test_panel(self, item_ids) -> list[str] | None:
+        """The panel items among ``item_ids`` (ids dropped or skipped on the way are left out)."""
+        known = set(item_ids)
+        panel = [item for item in (self.test_items or []) if item in known]
+        return panel or None
 
     def choose_input(self, input_kind: str = "auto") -> tuple[str, Path]:
         """The input kind and file (or folder) to use.
@@ -188,7 +197,7 @@ def read_crowd_folder(path: str | Path, require_labels: bool = True) -> CrowdFol
     if not folder.is_dir():
         raise FolderFormatError(
             f"data folder not found: {folder} (the embedded demo data set is written by "
-            "`kedro run --pipeline=demo_data`; another folder: --params=\"dataset_dir=<folder>\")"
+            "`dvc repro` or `kedro run --pipelines=demo_data`; another folder: --params=\"dataset_dir=<folder>\")"
         )
     labels_file = folder / "labels.csv"
     if not labels_file.is_file():
@@ -203,7 +212,22 @@ def read_crowd_folder(path: str | Path, require_labels: bool = True) -> CrowdFol
     if (folder / "truth.csv").is_file():
         truth = read_table(folder / "truth.csv", ["item_id", "label"]).reset_index(drop=True)
     test_items = read_test_items(folder / "test_items.txt", labels["item_id"])
-    return CrowdFolder(folder, labels[LABEL_COLUMNS], classes, truth, _input_files(folder), test_items)
+    return CrowdFolder(folder, labels[LABEL_COLUMNS], classes, truth, _input_files(folder), test_items,
+                       _read_true_similarity(folder / "true_similarity.csv"))
+
+
+def _read_true_similarity(path: Path) -> pd.DataFrame | None:
+    """``true_similarity.csv``: an A x A table with annotator ids as index and header, or None."""
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, index_col=0)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise FolderFormatError(f"{path}: cannot be read as an annotator x annotator table: {error}") from error
+    table.index, table.columns = table.index.astype(str), table.columns.astype(str)
+    if sorted(table.index) != sorted(table.columns):
+        raise FolderFormatError(f"{path}: rows and columns must name the same annotators")
+    return table
 
 
 def read_test_items(path: Path, labelled_ids: pd.Series) -> list[str] | None:

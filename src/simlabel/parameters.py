@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-import re
 import types
 import typing
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from simlabel.core.soft_labels import CONFIDENCE_FORMULAS
 from simlabel.errors import UserError
 from simlabel.folder import INPUT_KINDS
 from simlabel.models.annotators import ARCHITECTURES
-from simlabel.training.config import TrainConfig
+from simlabel.training.config import TrainConfig, architecture_list
 
 Check = Callable[[Any], str | None]  # a value -> what is wrong with it, or None
 
@@ -92,11 +91,6 @@ def device_check(value: str) -> str | None:
 def backbone_check(value: str) -> str | None:
     ok = value == "efficientnet_lite0" or (value.startswith("torchvision:") and len(value) > len("torchvision:"))
     return None if ok else "must be efficientnet_lite0 or torchvision:<model name>"
-
-
-def architecture_list(value) -> list:
-    """``training.architectures`` as the training node reads it (a list, or a string of names)."""
-    return re.split(r"[\s,;]+", value.strip()) if isinstance(value, str) else list(value or [])
 
 
 def architectures_check(value) -> str | None:

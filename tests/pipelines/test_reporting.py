@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from simlabel.folder import CrowdFolder
+from simlabel.folder import CrowdFolder, FolderFormatError, read_crowd_folder
 from simlabel.pipelines.reporting.nodes import attention_heatmap, combine_tables, evaluate_methods
 from simlabel.pipelines.training.nodes import TRUTH_COLUMNS
 
@@ -73,9 +73,11 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     names = ["A1", "A2", "A3"]
     truth = pd.DataFrame([[1.0, 0.8, 0.1], [0.8, 1.0, 0.2], [0.1, 0.2, 1.0]], index=names, columns=names)
     truth.to_csv(tmp_path / "true_similarity.csv")
+    pd.DataFrame({"item_id": [0, 1], "annotator_id": ["A1", "A2"], "label": [0, 1]}).to_csv(tmp_path / "labels.csv", index=False)
     initial = pd.DataFrame([[0, 0.6, 0.1], [0.6, 0, 0.0], [0.1, 0.0, 0]], index=names, columns=names, dtype=float)
     refined = pd.DataFrame([[0, 0.9, 0.9], [0.9, 0, 0.9], [0.9, 0.9, 0]], index=names, columns=names, dtype=float)
-    folder = CrowdFolder(tmp_path, pd.DataFrame(), None, None)
+    folder = read_crowd_folder(tmp_path)  # reads true_similarity.csv beside labels.csv
+    pd.testing.assert_frame_equal(folder.true_similarity, truth)
     shrunk = initial + 0.05
     methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"}}
     metrics, figure = compare_similarities({"simlabel": {}}, folder, methods, initial, initial, refined, shrunk,
@@ -89,3 +91,11 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     no_truth, _ = compare_similarities({}, CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
                                        initial, refined, methods=["m"])
     assert "similarity_error" not in no_truth
+
+
+
+def test_a_true_similarity_that_is_not_square_is_an_error(tmp_path):
+    pd.DataFrame({"item_id": [0], "annotator_id": ["A1"], "label": [0]}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame([[1.0, 0.5]], index=["A1"], columns=["A1", "A2"]).to_csv(tmp_path / "true_similarity.csv")
+    with pytest.raises(FolderFormatError, match="true_similarity.csv: rows and columns must name the same annotators"):
+        read_crowd_folder(tmp_path)

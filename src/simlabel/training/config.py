@@ -7,12 +7,21 @@ of overrides of these fields (``methods:`` in ``conf/base/parameters_methods.yml
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from simlabel.core.soft_labels import CONFIDENCE_FORMULAS, SOFT_LABEL_SOURCES
 from simlabel.models.annotators import ARCHITECTURES, ENTRY_ARCHITECTURES
 
 CROWD_BASELINES = ("none", "consensus", "dawid_skene")
+
+
+def architecture_list(value) -> list[str]:
+    """``training.architectures`` as a list: a list, or a string of names (from the command line:
+    ``--params="training.architectures=heads madl"``)."""
+    return re.split(r"[\s,;]+", value.strip()) if isinstance(value, str) else list(value or [])
+
+
 SOFT_TARGETS = ("similarity", "dawid_skene")
 SIMILARITY_ESTIMATORS = ("stage", "kappa", "shrunk_kappa", "ds_implied")
 REFRESH_RULES = ("paper", "anchored", "models")

@@ -25,6 +25,7 @@ from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.labels import MISSING, rows_only
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
+from simlabel.core.similarity import model_informed_kappa
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.factory import model_from_args
 from simlabel.runtime import distributed_rank_and_size, resolve_device
@@ -316,8 +317,6 @@ def label_transport(cycler, train_labels, n_classes, config, device) -> torch.Te
 
 def model_similarity(model, data: RunData, n_classes: int, min_overlap: int, batch_size: int) -> np.ndarray:
     """``refresh: models``: observed kappa shrunk towards the models' kappa on the training items."""
-    from simlabel.core.similarity import model_informed_kappa
-
     predicted = predict_labels(model, data.inputs, data.train_items, batch_size)
     return model_informed_kappa(data.train_labels, predicted, n_classes, min_overlap)
 

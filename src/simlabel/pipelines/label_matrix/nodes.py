@@ -67,9 +67,8 @@ def check_learnable(matrix: pd.DataFrame, classes: list[str], source) -> None:
 def make_item_split(label_matrix_full: pd.DataFrame, crowd_folder: CrowdFolder, params: dict) -> pd.DataFrame:
     """Seeded train / val / test split of the items; the folder's test panel (``test_items.txt``)
     is always test, the other items then fill train and val."""
-    known = set(label_matrix_full.index)
-    panel = [item for item in (crowd_folder.test_items or []) if item in known]
-    return split_items(label_matrix_full.index, params["split_fractions"], params["seed"], test_items=panel or None)
+    panel = crowd_folder.test_panel(label_matrix_full.index)
+    return split_items(label_matrix_full.index, params["split_fractions"], params["seed"], test_items=panel)
 
 
 def apply_extra_missing(label_matrix_full: pd.DataFrame, item_split: pd.DataFrame, params: dict) -> pd.DataFrame:

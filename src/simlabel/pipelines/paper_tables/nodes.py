@@ -35,19 +35,12 @@ def run_paper_experiments(
     results = pd.concat(
         run_experiment(
             tokens, label_matrix_full.to_numpy(), label_matrix_full.index, len(classes), runs, training,
-            similarity, params["split_fractions"], test_items=test_panel(crowd_folder, label_matrix_full.index),
+            similarity, params["split_fractions"], test_items=crowd_folder.test_panel(label_matrix_full.index),
         ),
         ignore_index=True,
     )
     results["annotator_id"] = label_matrix_full.columns.to_numpy()[results["annotator"]]
     return results.drop(columns="annotator")
-
-
-def test_panel(crowd_folder: CrowdFolder, item_ids) -> list[str] | None:
-    """The folder's test panel (``test_items.txt``) restricted to the items of the label matrix."""
-    known = set(item_ids)
-    panel = [item for item in (crowd_folder.test_items or []) if item in known]
-    return panel or None
 
 
 def summarise_paper_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict, str, Figure]:

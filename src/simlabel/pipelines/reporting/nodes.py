@@ -158,17 +158,6 @@ def attention_heatmap(frame_attention: pd.DataFrame) -> Figure:
     return figure
 
 
-def true_similarity(crowd_folder: CrowdFolder, annotators: list[str]) -> pd.DataFrame | None:
-    """The folder's known similarity (``true_similarity.csv``, A x A, e.g. the demo's expected
-    kappa of its simulated annotators) in ``annotators`` order, or None."""
-    path = crowd_folder.path / "true_similarity.csv" if crowd_folder.path is not None else None
-    if path is None or not path.is_file():
-        return None
-    truth = pd.read_csv(path, index_col=0)
-    truth.index, truth.columns = truth.index.astype(str), truth.columns.astype(str)
-    return truth.reindex(index=annotators, columns=annotators)
-
-
 def similarity_error(similarity: pd.DataFrame, truth: pd.DataFrame) -> float:
     """Mean |S - S_true| over the off-diagonal pairs."""
     off = ~np.eye(len(truth), dtype=bool)
@@ -184,7 +173,9 @@ def compare_similarities(
     ``true_similarity.csv``; then ``metrics`` gains ``similarity_error`` (mean |S - S_true| over
     off-diagonal pairs): ``initial``, ``refined`` (the first method with ``cycling``;
     ``refined@<method>`` for the others) and ``<method>`` for methods with their own estimator."""
-    truth = true_similarity(crowd_folder, list(similarity.columns))
+    truth = crowd_folder.true_similarity
+    if truth is not None:
+        truth = truth.reindex(index=similarity.columns, columns=similarity.columns)
     matrices, errors, n_refined = {"initial (training labels)": similarity}, {}, 0
     for method, matrix in zip(methods, final, strict=True):
         if np.allclose(matrix.to_numpy(), similarity.to_numpy()):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import torch
 from simlabel.core.cycling import IMPUTED_COLUMNS
 from simlabel.core.labels import MISSING
 from simlabel.experiment import Split, run_method
-from simlabel.training.config import TrainConfig
+from simlabel.training.config import TrainConfig, architecture_list
 from simlabel.training.loop import TrainingResult
 
 PREDICTION_COLUMNS = ["method", "architecture", "item_id", "annotator_id", "split", "label", "predicted", "probability"]
@@ -25,9 +24,7 @@ def method_configs(training: dict, similarity: dict, method: dict, method_name: 
     """``{architecture: TrainConfig}``: ``training`` updated by the method's overrides."""
     params = dict(training)
     state_dir = params.pop("state_dir", None)
-    architectures = params.pop("architectures", None) or ["heads"]
-    if isinstance(architectures, str):  # from the command line: --params="training.architectures=heads madl"
-        architectures = re.split(r"[\s,;]+", architectures.strip())
+    architectures = architecture_list(params.pop("architectures", None)) or ["heads"]
     return {
         architecture: TrainConfig.from_params(
             params, {"min_overlap": similarity["min_overlap"]}, method, {"architecture": architecture},
