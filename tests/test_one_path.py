@@ -29,7 +29,8 @@ def features_set(n_items=150, n_annotators=6, seed=0):
 
 
 @pytest.mark.parametrize("method", [{"unlabeled_weight": 0.0}, {"cycling": True, "threshold": 0.3},
-                                    {"crowd_baseline": "dawid_skene"}])
+                                    {"crowd_baseline": "dawid_skene"},
+                                    {"soft_label_source": "mixed", "blend_with": "dawid_skene"}])
 def test_dag_nodes_and_paper_tables_give_the_same_accuracy(method):
     tokens, label_matrix = features_set()
     fractions, seed = {"train": 0.6, "val": 0.2, "test": 0.2}, 3

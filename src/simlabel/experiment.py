@@ -26,7 +26,7 @@ import torch
 from simlabel.core.baselines import dawid_skene, majority_vote
 from simlabel.core.labels import MISSING, rows_only, split_items
 from simlabel.core.similarity import estimate_similarity as similarity_estimate
-from simlabel.models.factory import AnnotatorsFromTruth
+from simlabel.models.factory import AnnotatorsFromTruth, BlendedAnnotators
 from simlabel.training.config import TrainConfig
 from simlabel.training.loop import TrainingResult, predict_labels, train_annotator_models
 
@@ -69,6 +69,13 @@ def run_method(
     """Train one method on a split. ``tokens``: (N, T, D); ``labels``: (N, A), -1 = missing;
     ``similarity``: (A, A), the similarity stage's (a method may ask for another estimator)."""
     labels = np.asarray(labels, dtype=np.int64)
+    if config.blend_with != "none":
+        return blend(
+            run_method(tokens, labels, split, similarity, n_classes, dataclasses.replace(config, blend_with="none"), frames),
+            crowd_baseline(tokens, labels, split, n_classes, dataclasses.replace(
+                config, blend_with="none", crowd_baseline=config.blend_with,
+                state_path=config.state_path and f"{config.state_path}.{config.blend_with}"), frames),
+        )
     if config.crowd_baseline != "none":
         return crowd_baseline(tokens, labels, split, n_classes, config, frames)
     train_labels = split.labels_of(labels, "train")
@@ -116,6 +123,19 @@ def crowd_baseline(tokens, labels, split: Split, n_classes: int, config: TrainCo
         result, model=model.eval(), model_args={**result.model_args, "crowd_annotators": n_annotators},
         similarity=np.zeros((n_annotators, n_annotators)),
     )
+
+
+def blend(own: TrainingResult, crowd: TrainingResult) -> TrainingResult:
+    """``blend_with``: the mean of a method's per-annotator probabilities and a crowd baseline's.
+
+    Why: per-annotator heads fit each annotator's own tendencies but are noisy where an
+    annotator gave few labels; a crowd baseline (one classifier of the true class carried
+    through each annotator's Dawid-Skene confusion) is stable but cannot follow an annotator
+    beyond a class-to-class confusion. Their errors differ, and averaging the two predictive
+    distributions (a mixture with equal weights: nothing fitted to a data set) keeps what each
+    gets right. History, similarity and imputations are the method's own."""
+    model = BlendedAnnotators([own.model, crowd.model]).eval()
+    return dataclasses.replace(own, model=model, model_args={"blend": [own.model_args, crowd.model_args]})
 
 
 def score(result: TrainingResult, labels: np.ndarray, split: Split) -> tuple[np.ndarray, np.ndarray]:

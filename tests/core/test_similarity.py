@@ -264,3 +264,18 @@ def test_model_informed_kappa_shrinks_observed_kappa_towards_the_models():
         # No overlap at all: the models' kappa, whatever tau (clipped at 0).
         assert s[0, 2] == pytest.approx(max(0.0, cohen_kappa_score(predicted[:, 0], predicted[:, 2])), abs=1e-9)
     assert np.diag(model_informed_kappa(y, predicted, 3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_shrunk_ds_kappa_gives_the_ds_implied_value_without_overlap_and_kappa_with_much():
+    """prior="dawid_skene": a pair with no overlap gets exactly ds_implied's value; as tau -> 0
+    a pair with evidence gets its own kappa (sklearn)."""
+    y = _sparse_labels(9, n_items=400, missing=0.6)
+    y[:200, 4:] = MISSING
+    y[200:, :4] = MISSING  # annotators 0-3 never co-label with 4-7
+    implied = ds_implied(y, 4)
+    s = SIMILARITY_ESTIMATORS["shrunk_ds_kappa"](y, 4, min_overlap=2)
+    np.testing.assert_allclose(s[:4, 4:], implied[:4, 4:], atol=1e-12)
+    assert not np.allclose(s[:4, :4], implied[:4, :4])
+    nearly_raw = shrunk_kappa(y, 4, tau=1e-12, min_overlap=2, prior="dawid_skene")
+    both = (y[:, 0] != MISSING) & (y[:, 1] != MISSING)
+    assert nearly_raw[0, 1] == pytest.approx(max(cohen_kappa_score(y[both, 0], y[both, 1]), 0.0), abs=1e-9)

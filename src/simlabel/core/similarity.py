@@ -19,6 +19,7 @@ pass the same options whichever estimator is selected.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ from simlabel.core.kappa import _pair_statistics, colabel_counts, kappa_matrix
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
 _ONE_TOLERANCE = 1e-8 + 1e-5
-SHRINK_PRIORS = ("global", "annotator")
+SHRINK_PRIORS = ("global", "annotator", "dawid_skene")
 
 
 def _kappa_from_rates(p_o: np.ndarray, p_e: np.ndarray, clip: bool) -> np.ndarray:
@@ -187,6 +188,8 @@ def shrunk_kappa(
     mu, tau = _prior_weight(raw, weight, spread, tau)
     if prior == "global":
         target = np.full_like(raw, mu)
+    elif prior == "dawid_skene":
+        target = ds_implied(y, n_classes)
     else:
         per_annotator = ((weight * raw).sum(1) + tau * mu) / np.maximum(weight.sum(1) + tau, 1e-300)
         per_annotator = np.where(weight.sum(1) + tau > 0, per_annotator, mu)
@@ -253,6 +256,7 @@ SIMILARITY_ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
     "kappa": kappa,
     "shrunk_kappa": shrunk_kappa,
     "ds_implied": ds_implied,
+    "shrunk_ds_kappa": functools.partial(shrunk_kappa, prior="dawid_skene"),
 }
 
 

@@ -3,6 +3,8 @@ store them: rebuilding a trained model needs no guessing from state-dict keys.""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -27,11 +29,27 @@ class AnnotatorsFromTruth(nn.Module):
         return torch.logsumexp(log_truth[:, None, :, None] + self.log_confusions[None], dim=2)
 
 
+class BlendedAnnotators(nn.Module):
+    """The mean of several annotator models' probabilities, p_a(z | x) = mean_m p_a^m(z | x):
+    models that err differently (flexible per-annotator heads, a structured Dawid-Skene mapping)
+    averaged as a mixture. ``members``: modules mapping inputs to (B, A, C) log-probabilities."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        log_p = torch.stack([member(inputs) for member in self.members])  # (M, B, A, C)
+        return torch.logsumexp(log_p, dim=0) - math.log(len(self.members))
+
+
 def model_from_args(model_args: dict, feature_mean=None, feature_std=None) -> nn.Module:
     """The architecture named in ``model_args`` (``TrainConfig.model_args``), wrapped in the
     frame encoder when ``backbone`` is set and in ``AnnotatorsFromTruth`` when ``crowd_annotators``
-    is. Without statistics the standardisation buffers are placeholders (a checkpoint's state
-    dict fills them)."""
+    is; ``{"blend": [args, ...]}`` is a ``BlendedAnnotators`` of its members. Without statistics
+    the standardisation buffers are placeholders (a checkpoint's state dict fills them)."""
+    if "blend" in model_args:
+        return BlendedAnnotators([model_from_args(member) for member in model_args["blend"]])
     in_dim = model_args["in_dim"]
     mean = torch.zeros(in_dim) if feature_mean is None else feature_mean
     std = torch.ones(in_dim) if feature_std is None else feature_std

@@ -23,7 +23,7 @@ def architecture_list(value) -> list[str]:
 
 
 SOFT_TARGETS = ("similarity", "dawid_skene")
-SIMILARITY_ESTIMATORS = ("stage", "kappa", "shrunk_kappa", "ds_implied")
+SIMILARITY_ESTIMATORS = ("stage", "kappa", "shrunk_kappa", "ds_implied", "shrunk_ds_kappa")
 REFRESH_RULES = ("paper", "anchored", "models")
 IMPUTE_FROM = ("soft_label", "own_prediction")
 
@@ -70,6 +70,9 @@ class TrainConfig:
     # (consensus) or on Dawid-Skene posteriors, mapped to every annotator (see experiment.py).
     crowd_baseline: str = "none"
     ds_diagonal_prior: float = 1.0
+    # Predict with the mean of this method's probabilities and a crowd baseline's (trained on the
+    # same split): none | consensus | dawid_skene (see experiment.blend).
+    blend_with: str = "none"
     # What a missing entry is trained towards: ``similarity`` (the paper: similarity-weighted
     # predictions of the item's labellers) or ``dawid_skene`` (fixed: the item's Dawid-Skene
     # posterior carried through the annotator's DS confusion, p(a says z | the item's labels)).
@@ -91,7 +94,14 @@ class TrainConfig:
         """Merge parameter dicts (later ones win) into a validated config."""
         merged: dict = {}
         for params in overrides:
-            merged.update(params or {})
+            params = dict(params or {})
+            # A method that sets one architecture's option keeps the other options.
+            options = {arch: dict(opts) for arch, opts in merged.get("architecture_options", {}).items()}
+            for arch, opts in (params.pop("architecture_options", None) or {}).items():
+                options[arch] = {**options.get(arch, {}), **(opts or {})}
+            merged.update(params)
+            if options:
+                merged["architecture_options"] = options
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(merged) - known)
         if unknown:
@@ -106,6 +116,8 @@ class TrainConfig:
             (self.soft_label_source in SOFT_LABEL_SOURCES, f"soft_label_source must be one of {SOFT_LABEL_SOURCES}"),
             (self.confidence_formula in CONFIDENCE_FORMULAS, f"confidence_formula must be one of {CONFIDENCE_FORMULAS}"),
             (self.crowd_baseline in CROWD_BASELINES, f"crowd_baseline must be one of {CROWD_BASELINES}"),
+            (self.blend_with in CROWD_BASELINES, f"blend_with must be one of {CROWD_BASELINES}"),
+            (self.blend_with == "none" or self.crowd_baseline == "none", "blend_with needs crowd_baseline: none"),
             (self.refresh in REFRESH_RULES, f"refresh must be one of {REFRESH_RULES}"),
             (self.impute_from in IMPUTE_FROM, f"impute_from must be one of {IMPUTE_FROM}"),
             (self.soft_targets in SOFT_TARGETS, f"soft_targets must be one of {SOFT_TARGETS}"),
