@@ -105,6 +105,12 @@ def test_every_estimator_has_the_common_signature(name):
 def test_kappa_estimator_is_the_papers_kappa():
     y = _sparse_labels(2)
     np.testing.assert_array_equal(kappa(y, 4, min_overlap=3), kappa_matrix(y, 4, 3))
+    # The estimator goes through the long table (sparse_kappa); same values on a Fortran-ordered
+    # matrix (as pandas gives it), with min_overlap 0 or 1, and on the hand-computed TOY.
+    wide = np.asfortranarray(_sparse_labels(3, n_items=500, n_annotators=30, missing=0.9))
+    for min_overlap in (0, 1, 2):
+        np.testing.assert_array_equal(kappa(wide, 4, min_overlap=min_overlap), kappa_matrix(wide, 4, min_overlap))
+    np.testing.assert_allclose(kappa(TOY, 2), [[0, 0.5, 1], [0.5, 0, 0], [1, 0, 0]], atol=1e-12)
     with pytest.raises(ValueError, match="estimator"):
         estimate_similarity(y, 4, "nope")
 

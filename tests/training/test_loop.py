@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,31 @@ def test_model_refresh_moves_the_similarity_towards_the_truth():
     result = train(data, cycling=True, refresh="models", impute_from="own_prediction", threshold=0.5)
     error["models"] = np.abs(result.similarity - truth)[off].mean()
     assert error["models"] < 0.75 * error["initial"], error
+
+
+def test_save_throttle_by_hand():
+    from simlabel.training.state import SaveThrottle
+
+    throttle = SaveThrottle(share=0.05)
+    assert throttle.due(1.0)  # nothing saved yet
+    throttle.saved(0.5)  # a save of half an epoch: the next is due after 0.5 * 19 = 9.5 s of training
+    assert [throttle.due(1.0) for _ in range(10)] == [False] * 9 + [True]
+    throttle.saved(0.01)
+    assert not throttle.pending and throttle.due(1.0) and throttle.pending
+
+
+def test_slow_saves_are_throttled_and_the_last_epoch_is_saved(data, tmp_path, monkeypatch):
+    from simlabel.training.state import TrainState
+
+    saved_epochs, real_save = [], TrainState.save
+
+    def slow_save(self, path, run_id, training):
+        real_save(self, path, run_id, training)
+        saved_epochs.append(self.epoch)
+        time.sleep(0.2)  # far more than an epoch of this small run
+
+    monkeypatch.setattr(TrainState, "save", slow_save)
+    result = train(data, max_epochs=12, patience=12, state_path=str(tmp_path / "state.pt"))
+    assert len(result.history) == 12
+    assert saved_epochs[0] == 1 and saved_epochs[-1] == 12 and len(saved_epochs) < 12
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == 12

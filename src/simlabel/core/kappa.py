@@ -33,7 +33,7 @@ _DENSE_PAIR_TABLE_MAX = 1 << 24
 _ONE_TOLERANCE = 1e-8 + 1e-5
 
 
-def _observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, cols, labels) of the observed entries of a 2-D label matrix, validated.
 
     The matrix is scanned once in its memory order (a Fortran-ordered matrix, as pandas'
@@ -59,7 +59,7 @@ def _observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.nda
 def colabel_counts(y: np.ndarray, n_classes: int) -> sp.csr_matrix:
     """(A*C, A*C) co-label counts ``M = O.T @ O`` of a label matrix (see module docstring)."""
     y = np.asarray(y)
-    rows, cols, labels = _observed_entries(y, n_classes)
+    rows, cols, labels = observed_entries(y, n_classes)
     n_items, n_annotators = y.shape
     # CSC one-hot: its transpose is CSR, the product of CSR and CSC is the cheapest in scipy.
     onehot = sp.csc_matrix(

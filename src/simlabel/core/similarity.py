@@ -26,7 +26,8 @@ from collections.abc import Callable
 import numpy as np
 
 from simlabel.core.baselines import dawid_skene
-from simlabel.core.kappa import _pair_statistics, colabel_counts, kappa_matrix
+from simlabel.core.kappa import _pair_statistics, colabel_counts, kappa_matrix, observed_entries
+from simlabel.core.sparse_kappa import pairwise_kappa
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
 _ONE_TOLERANCE = 1e-8 + 1e-5
@@ -89,8 +90,14 @@ def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> np.ndarray:
     Returns
     -------
     (A, A) float64, symmetric, in [0, 1], zero diagonal.
+
+    Computed from the observed entries alone (``sparse_kappa.pairwise_kappa``: only pairs that
+    co-labelled an item are touched; bit-identical to ``kappa_matrix``); the dense result is
+    what the callers of this signature take.
     """
-    return kappa_matrix(y, n_classes, min_overlap)
+    y = np.asarray(y)
+    items, annotators, labels = observed_entries(y, n_classes)
+    return pairwise_kappa(items, annotators, labels, *y.shape, n_classes, max(min_overlap, 1)).toarray()
 
 
 def _pair_kappas(

@@ -30,7 +30,7 @@ from simlabel.core.soft_labels import soft_labels
 from simlabel.models.factory import model_from_args
 from simlabel.runtime import distributed_rank_and_size, resolve_device
 from simlabel.training.config import TrainConfig
-from simlabel.training.state import TrainState, fingerprint
+from simlabel.training.state import SaveThrottle, TrainState, fingerprint
 from simlabel.training.targets import batch_targets, mean_probability
 
 logger = logging.getLogger(__name__)
@@ -226,7 +226,8 @@ def train_annotator_models(
         give the standardisation statistics and ``frames`` (N, K, H, W, 3) uint8 are the inputs.
     labels : (N, A) int64, ``MISSING`` = -1; train_rows, val_rows : (N,) bool item masks.
     similarity : (A, A) from the training labels; n_classes : C.
-    config : the recipe; with ``state_path`` the state is saved after every epoch and ``resume``
+    config : the recipe; with ``state_path`` the state is saved after every epoch (``SaveThrottle``:
+        at most 5 % of the time goes to saving; the last epoch is always saved) and ``resume``
         continues from it. soft_targets : (N, A, C) fixed targets (``FixedTargets``, for the
         crowd baselines; rows summing to 0 = none).
 
@@ -258,7 +259,7 @@ def train_annotator_models(
     ) if config.cycling else None
 
     run_id = fingerprint(config, tokens, labels, train_rows, val_rows) if config.state_path else ""
-    state = TrainState()
+    state, throttle = TrainState(), SaveThrottle()
     if config.resume and config.state_path and Path(config.state_path).is_file():
         state, saved = TrainState.load(config.state_path, run_id, device)
         sim = restore(saved, model, optimisation, generators, cycler, device)
@@ -286,8 +287,10 @@ def train_annotator_models(
                       "seconds": time.perf_counter() - started}, model)
         if rank == 0:
             log_epoch(state, config.max_epochs)
-        if config.state_path and rank == 0:
-            state.save(config.state_path, run_id, snapshot(model, optimisation, generators, sim, cycler, device))
+        if config.state_path and rank == 0 and throttle.due(time.perf_counter() - started):
+            save_state(state, config.state_path, run_id, throttle, model, optimisation, generators, sim, cycler, device)
+    if config.state_path and rank == 0 and throttle.pending:
+        save_state(state, config.state_path, run_id, throttle, model, optimisation, generators, sim, cycler, device)
     if rank == 0 and state.stopped(warmup_epochs, config.patience):
         logger.info("early stop: no validation improvement for %d epochs", config.patience)
     if rank == 0 and data.val_items.size == 0:
@@ -346,6 +349,13 @@ def propose(model, data: RunData, sim, transport, cycler, config, batch_size, ra
     gathered: list = [None] * world
     torch.distributed.all_gather_object(gathered, chosen)
     return tuple(np.concatenate(column) for column in zip(*gathered, strict=True))
+
+
+def save_state(state: TrainState, path, run_id, throttle: SaveThrottle, model, optimisation, generators, sim, cycler,
+               device) -> None:
+    started = time.perf_counter()
+    state.save(path, run_id, snapshot(model, optimisation, generators, sim, cycler, device))
+    throttle.saved(time.perf_counter() - started)
 
 
 def snapshot(model, optimisation: Optimisation, generators, sim, cycler, device) -> dict:

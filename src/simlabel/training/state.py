@@ -90,3 +90,28 @@ class TrainState:
         state = cls(**{k: v for k, v in payload.items() if k in fields})
         logger.info("resuming from %s after epoch %d", path, state.epoch)
         return state, payload["training"]
+
+
+class SaveThrottle:
+    """When to save the training state: after every epoch unless saving would cost more than
+    ``share`` of the run. A save is due once the training time since the last save is at least
+    ``(1 - share) / share`` times the last save's duration (the first epoch always saves). A
+    crash loses at most that much training, and a resumed run is still exact: it continues from
+    the last saved epoch."""
+
+    def __init__(self, share: float = 0.05):
+        self.share, self.cost, self.since = share, 0.0, 0.0
+
+    def due(self, epoch_seconds: float) -> bool:
+        """Count one more epoch of ``epoch_seconds``; True if the state should be saved now."""
+        self.since += epoch_seconds
+        return self.since * self.share >= self.cost * (1.0 - self.share)
+
+    def saved(self, seconds: float) -> None:
+        self.cost, self.since = seconds, 0.0
+
+    @property
+    def pending(self) -> bool:
+        """Epochs trained since the last save."""
+        return self.since > 0
+
