@@ -96,7 +96,9 @@ def _markdown(table2, table4, table5, paired, n_test, annotators) -> str:
     sections = [
         "## Per-annotator test accuracy at r = 0 (Table 2/3 shape; pooled over seeds; macro = mean over annotators, mean and std over seeds; micro = label-weighted)",
         shown2.to_markdown(index=False, floatfmt=".3f"),
-        f"Test labels per annotator (first seed): min {n_test.min()}, median {n_test.median():g}, max {n_test.max()}.",
+        f"Test labels per annotator (first seed): min {n_test.min()}, median {n_test.median():g}, max {n_test.max()}"
+        + (f"; {int((n_test == 0).sum())} of {n_test.size} annotators have none and are left out of the macro means."
+           if (n_test == 0).any() else "."),
         "## Macro accuracy vs extra missing rate r (Table 4 shape; mean ± std over seeds)",
         table4.assign(cell=[_cell(m, s) for m, s in zip(table4["mean"], table4["std"], strict=True)])
         .pivot_table(index=["architecture", "method"], columns="r", values="cell", aggfunc="first", sort=False)
