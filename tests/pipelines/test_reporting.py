@@ -79,15 +79,18 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     folder = read_crowd_folder(tmp_path)  # reads true_similarity.csv beside labels.csv
     pd.testing.assert_frame_equal(folder.true_similarity, truth)
     shrunk = initial + 0.05
-    methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"}}
-    metrics, figure = compare_similarities({"simlabel": {}}, folder, methods, initial, initial, refined, shrunk,
+    methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"},
+               "blend": {"similarity_estimator": "shrunk_kappa", "blend_with": "dawid_skene"}}
+    metrics, figure = compare_similarities({"simlabel": {}}, folder, methods, initial, initial, refined, shrunk, shrunk,
                                            methods=list(methods))
     # Off-diagonal |S - S_true|: initial (0.2, 0, 0.2) twice -> 0.4 / 3; refined (0.1, 0.8, 0.7) -> 1.6 / 3.
     assert metrics["similarity_error"]["initial"] == pytest.approx(0.4 / 3, abs=1e-6)
     assert metrics["similarity_error"]["refined"] == pytest.approx(1.6 / 3, abs=1e-6)
     assert metrics["similarity_error"]["shrunk"] == pytest.approx(np.mean([0.15, 0.05, 0.15]), abs=1e-6)
-    assert [ax.get_title() for ax in figure.axes if ax.images] == [
-        "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk", "truth (true_similarity.csv)"]
+    assert metrics["similarity_error"]["blend"] == metrics["similarity_error"]["shrunk"]
+    assert [ax.get_title() for ax in figure.axes if ax.images] == [  # one panel per distinct matrix
+        "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk, blend",
+        "truth (true_similarity.csv)"]
     no_truth, _ = compare_similarities({}, CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
                                        initial, refined, methods=["m"])
     assert "similarity_error" not in no_truth

@@ -176,12 +176,17 @@ def compare_similarities(
     truth = crowd_folder.true_similarity
     if truth is not None:
         truth = truth.reindex(index=similarity.columns, columns=similarity.columns)
-    matrices, errors, n_refined = {"initial (training labels)": similarity}, {}, 0
+    initial = "initial (training labels)"
+    matrices, errors, n_refined = {initial: similarity}, {}, 0
     for method, matrix in zip(methods, final, strict=True):
-        if np.allclose(matrix.to_numpy(), similarity.to_numpy()):
+        same = next((t for t, m in matrices.items() if np.allclose(matrix.to_numpy(), m.to_numpy())), None)
+        if same == initial:
             continue
         cycling = bool((methods_params.get(method) or {}).get("cycling"))
-        matrices[f"{'after cycling' if cycling else 'estimated'}: {method}"] = matrix
+        if same is None:
+            matrices[f"{'after cycling' if cycling else 'estimated'}: {method}"] = matrix
+        else:  # one panel per distinct matrix (e.g. two methods with the same estimator)
+            matrices[f"{same}, {method}"] = matrices.pop(same)
         if truth is not None:
             key = ("refined" if n_refined == 0 else f"refined@{method}") if cycling else method
             errors[key] = round(similarity_error(matrix, truth), 6)
