@@ -32,6 +32,18 @@ def test_blended_annotators_average_probabilities_by_hand():
     blended = BlendedAnnotators([Fixed(one), Fixed(two)])(torch.zeros(2, 1, 4)).exp()
     expected = torch.tensor([[[0.4, 0.4, 0.2], [0.2, 0.2, 0.6]]]).expand(2, -1, -1)
     torch.testing.assert_close(blended, expected)
+    assert not hasattr(BlendedAnnotators([Fixed(one), Fixed(two)]), "truth_log_proba")
+
+
+def test_a_blend_estimates_the_true_class_where_every_member_does():
+    class WithTruth(Fixed):
+        def truth_log_proba(self, inputs):
+            return self.log_p[:, 0].expand(len(inputs), -1)
+
+    one, two = [[[0.7, 0.2, 0.1]]], [[[0.1, 0.6, 0.3]]]
+    truth = BlendedAnnotators([WithTruth(one), WithTruth(two)]).truth_log_proba(torch.zeros(2, 1, 4)).exp()
+    torch.testing.assert_close(truth, torch.tensor([[0.4, 0.4, 0.2]] * 2))
+    assert not hasattr(BlendedAnnotators([WithTruth(one), Fixed(two)]), "truth_log_proba")
 
 
 def _probs(result, rows):

@@ -24,8 +24,12 @@ class AnnotatorsFromTruth(nn.Module):
         self.classifier = classifier
         self.register_buffer("log_confusions", torch.log(confusions.float().clamp(min=1e-8)))
 
+    def truth_log_proba(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, C) log p(y | x) of the classifier of the true class."""
+        return self.classifier(inputs)[:, 0]
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        log_truth = self.classifier(inputs)[:, 0]  # (B, C)
+        log_truth = self.truth_log_proba(inputs)  # (B, C)
         return torch.logsumexp(log_truth[:, None, :, None] + self.log_confusions[None], dim=2)
 
 
@@ -37,10 +41,20 @@ class BlendedAnnotators(nn.Module):
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         self.members = nn.ModuleList(members)
+        if all(hasattr(member, "truth_log_proba") for member in members):
+            # The blend's estimate of the true class: the mean of its members' (e.g. madl's truth
+            # head and Dawid-Skene's classifier); only where every member has one.
+            self.truth_log_proba = self._mean_truth_log_proba
+
+    @staticmethod
+    def _log_mean(log_p: list[torch.Tensor]) -> torch.Tensor:
+        return torch.logsumexp(torch.stack(log_p), dim=0) - math.log(len(log_p))
+
+    def _mean_truth_log_proba(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._log_mean([member.truth_log_proba(inputs) for member in self.members])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        log_p = torch.stack([member(inputs) for member in self.members])  # (M, B, A, C)
-        return torch.logsumexp(log_p, dim=0) - math.log(len(self.members))
+        return self._log_mean([member(inputs) for member in self.members])  # (B, A, C)
 
 
 def model_from_args(model_args: dict, feature_mean=None, feature_std=None) -> nn.Module:
