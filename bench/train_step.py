@@ -32,9 +32,10 @@ from simlabel.models.annotators import build_model
 from simlabel.training.targets import SampledTargets
 
 
-def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=1280):
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
+def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
+    """A function that runs one training step on a fresh random batch and returns its seconds."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     n_items, n_annotators = labels.shape
     tokens = torch.from_numpy(rng.normal(size=(n_items, 1, dim)).astype(np.float32))
     y = torch.from_numpy(labels)
@@ -43,9 +44,9 @@ def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=1280):
                         feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=128, dropout=0.2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     weight = 1.0 if n_annotators > 1 else 0.0
-    sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(0)) if k else None
-    times = []
-    for step in range(steps + 3):
+    sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(seed)) if k else None
+
+    def step() -> float:
         rows = torch.from_numpy(rng.choice(n_items, batch, replace=False))
         started = time.perf_counter()
         if k:
@@ -57,9 +58,26 @@ def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=1280):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step >= 3:  # warm-up steps are not timed
-            times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
+        return time.perf_counter() - started
+
+    return step
+
+
+def alternating_medians(steppers: dict, steps: int, warmup: int = 3) -> dict:
+    """Median milliseconds per step of each stepper, their steps alternating one by one (A = 1,
+    A = 747, ...) so that load changes hit every configuration alike."""
+    times: dict = {name: [] for name in steppers}
+    for k in range(warmup + steps):
+        for name, step in steppers.items():
+            seconds = step()
+            if k >= warmup:
+                times[name].append(seconds)
+    return {name: statistics.median(values) * 1e3 for name, values in times.items()}
+
+
+def step_times(labels, n_classes, steps, batch, architecture, k=None, dim=64):
+    """Median milliseconds of ``steps`` steps of one configuration (the memory profile's runs)."""
+    return alternating_medians({"one": stepper(labels, n_classes, batch, architecture, k, dim)}, steps)["one"]
 
 
 def main() -> None:
@@ -68,7 +86,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--architecture", default="heads")
     parser.add_argument("--k", type=int, default=8, help="soft entries per item in the sampled mode")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; in each, single steps of every configuration alternate")
     parser.add_argument("--skip-memory", action="store_true", help="skip the allocation profile")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -76,13 +94,16 @@ def main() -> None:
     y = np.ascontiguousarray(y)
     one = np.where(y != -1, y, n_classes).min(1)[:, None]  # one label per item, one annotator
     print(f"{len(y)} items, {y.shape[1]} annotators, {(y != -1).sum()} labels; batch {args.batch}; {machine()}")
-    # Interleaved rounds (A = 1, A = 747 sampled, dense), medians over rounds: load hits every
-    # configuration alike.
+    # Each round alternates single steps of A = 1, A = 747 sampled and dense; medians over rounds.
     rounds = {"one": [], "sampled": [], "dense": []}
-    for _ in range(args.rounds):
-        rounds["one"].append(step_times(one, n_classes, args.steps, args.batch, args.architecture))
-        rounds["sampled"].append(step_times(y, n_classes, args.steps, args.batch, args.architecture, k=args.k))
-        rounds["dense"].append(step_times(y, n_classes, args.steps, args.batch, args.architecture))
+    for r in range(args.rounds):
+        medians = alternating_medians({
+            "one": stepper(one, n_classes, args.batch, args.architecture, seed=r),
+            "sampled": stepper(y, n_classes, args.batch, args.architecture, k=args.k, seed=r),
+            "dense": stepper(y, n_classes, args.batch, args.architecture, seed=r),
+        }, args.steps)
+        for name, ms in medians.items():
+            rounds[name].append(ms)
     ms_one, ms_sampled, ms_dense = (statistics.median(rounds[name]) for name in ("one", "sampled", "dense"))
     ratios = [sampled / one for sampled, one in zip(rounds["sampled"], rounds["one"], strict=True)]
     print(f"sampled / A = 1 per round: {', '.join(f'{r:.2f}' for r in ratios)}")
