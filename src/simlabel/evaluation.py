@@ -81,7 +81,7 @@ def run_experiment(
         split, y, similarity = cache[key]
         config = TrainConfig.from_params(
             training, {"min_overlap": similarity_params["min_overlap"]}, run.overrides,
-            {"seed": run.seed, "architecture": run.architecture},
+            {"seed": run.seed, "architecture": run.architecture, "run_name": f"{run.method} seed {run.seed}"},
         )
         t0 = time.perf_counter()
         n_test, n_correct = score(run_method(tokens, y, split, similarity, n_classes, config), labels, split)

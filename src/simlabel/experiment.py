@@ -74,6 +74,7 @@ def run_method(
             run_method(tokens, labels, split, similarity, n_classes, dataclasses.replace(config, blend_with="none"), frames),
             crowd_baseline(tokens, labels, split, n_classes, dataclasses.replace(
                 config, blend_with="none", crowd_baseline=config.blend_with,
+                run_name=f"{config.run_name}+{config.blend_with}",
                 state_path=config.state_path and f"{config.state_path}.{config.blend_with}"), frames),
         )
     if config.crowd_baseline != "none":

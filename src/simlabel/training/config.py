@@ -86,6 +86,7 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     backbone_learning_rate: float = 1e-4
     mixed_precision: bool = True  # bf16 / fp16 autocast on CUDA; ignored on CPU
+    run_name: str = ""  # shown in the epoch log lines (methods train in parallel processes)
     state_path: str | None = None  # training state written here after every epoch
     resume: bool = False  # continue from state_path if it exists
 

@@ -286,13 +286,14 @@ def train_annotator_models(
                       "imputed_total": cycler.n_imputed if cycler else 0,
                       "seconds": time.perf_counter() - started}, model)
         if rank == 0:
-            log_epoch(state, config.max_epochs)
+            log_epoch(state, config.max_epochs, config.run_name)
         if config.state_path and rank == 0 and throttle.due(time.perf_counter() - started):
             save_state(state, config.state_path, run_id, throttle, model, optimisation, generators, sim, cycler, device)
     if config.state_path and rank == 0 and throttle.pending:
         save_state(state, config.state_path, run_id, throttle, model, optimisation, generators, sim, cycler, device)
     if rank == 0 and state.stopped(warmup_epochs, config.patience):
-        logger.info("early stop: no validation improvement for %d epochs", config.patience)
+        logger.info("%searly stop: no validation improvement for %d epochs",
+                    f"{config.run_name}: " if config.run_name else "", config.patience)
     if rank == 0 and data.val_items.size == 0:
         logger.warning("no validation labels: no early stopping, the last epoch's model is kept")
 
@@ -302,10 +303,10 @@ def train_annotator_models(
                           sim.cpu().numpy().astype(np.float64), cycler, data.inputs, eval_batch)
 
 
-def log_epoch(state: TrainState, max_epochs: int) -> None:
+def log_epoch(state: TrainState, max_epochs: int, run_name: str = "") -> None:
     row = state.history[-1]
-    logger.info("epoch %3d/%d  loss %.4f (ce %.4f, kl %.4f)  val acc %.3f  best %.3f @ %d  imputed %d  %.2fs",
-                row["epoch"], max_epochs, row["loss"], row["ce"], row["kl"], row["val_mean_accuracy"],
+    logger.info("%sepoch %3d/%d  loss %.4f (ce %.4f, kl %.4f)  val acc %.3f  best %.3f @ %d  imputed %d  %.2fs",
+                f"{run_name}: " if run_name else "", row["epoch"], max_epochs, row["loss"], row["ce"], row["kl"], row["val_mean_accuracy"],
                 state.best_accuracy, state.best_epoch, row["imputed_total"], row["seconds"])
 
 

@@ -24,7 +24,7 @@ from simlabel.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 # Fields that do not change what is trained.
-_NOT_FINGERPRINTED = {"state_path", "resume", "device", "mixed_precision"}
+_NOT_FINGERPRINTED = {"state_path", "resume", "device", "mixed_precision", "run_name"}
 
 
 class StaleStateError(ValueError):

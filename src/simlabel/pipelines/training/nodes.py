@@ -29,6 +29,7 @@ def method_configs(training: dict, similarity: dict, method: dict, method_name: 
         architecture: TrainConfig.from_params(
             params, {"min_overlap": similarity["min_overlap"]}, method, {"architecture": architecture},
             {"state_path": f"{state_dir}/{method_name}/{architecture}.pt"} if state_dir else {},
+            {"run_name": method_name if len(architectures) == 1 else f"{method_name}/{architecture}"},
         )
         for architecture in architectures
     }

@@ -1,7 +1,7 @@
 """One Kedro namespace per method of ``methods:`` (parameters_methods.yml): ``<method>.checkpoint``,
 ``<method>.predictions``, ... all from one node function."""
 
-from functools import partial, update_wrapper
+import inspect
 
 from kedro.pipeline import Node, Pipeline
 
@@ -14,11 +14,27 @@ OUTPUTS = ["checkpoint", "predictions", "training_history", "frame_attention", "
            "imputed_labels", "refined_similarity"]
 
 
+class MethodTrainer:
+    """``train_method`` for one method. A class, not ``functools.partial``: ParallelRunner's
+    workers receive nodes pickled, and a pickled partial loses the name that Kedro logs (it
+    then warns once per method)."""
+
+    def __init__(self, method_name: str):
+        self.method_name = method_name
+        self.__name__ = "train_method"
+        signature = inspect.signature(train_method)
+        self.__signature__ = signature.replace(
+            parameters=[p for p in signature.parameters.values() if p.name != "method_name"]
+        )
+
+    def __call__(self, **inputs):
+        return train_method(**inputs, method_name=self.method_name)
+
+
 def method_pipeline(name: str) -> Pipeline:
     """Train method ``name``; its parameters are ``params:methods.<name>``."""
-    train = update_wrapper(partial(train_method, method_name=name), train_method)
     node = Node(
-        train,
+        MethodTrainer(name),
         inputs={**{name: name for name in SHARED_INPUTS}, "training": "params:training",
                 "similarity_params": "params:similarity", "method": "params:method"},
         outputs={key: key for key in OUTPUTS},
