@@ -15,9 +15,10 @@ OUTPUTS = ["checkpoint", "predictions", "training_history", "frame_attention", "
 
 
 class MethodTrainer:
-    """``train_method`` for one method. A class, not ``functools.partial``: ParallelRunner's
-    workers receive nodes pickled, and a pickled partial loses the name that Kedro logs (it
-    then warns once per method)."""
+    """``train_method`` for one method. A class, not ``functools.partial``: with a partial
+    (even with ``update_wrapper``), Kedro's ParallelRunner workers could not name the function
+    and warned once per method; an instance keeps ``__name__`` and the signature Kedro checks
+    the inputs against (tests/e2e/test_dvc_notebook_viz.py)."""
 
     def __init__(self, method_name: str):
         self.method_name = method_name
