@@ -144,3 +144,20 @@ def test_kappa_matrix_independent_of_memory_layout():
     for layout in (np.ascontiguousarray(y), np.asfortranarray(y), strided):
         np.testing.assert_allclose(kappa_matrix(layout, 4), expected, atol=1e-12)
         np.testing.assert_array_equal(kappa_matrix(layout, 4), kappa_matrix(y, 4))
+
+
+def test_complete_kappa_equals_the_general_path_and_sklearn():
+    from simlabel.core.kappa import complete_kappa
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, (300, 7))
+    y[:, 1] = y[:, 0]  # identical: kappa 1
+    y[:, 2] = 2  # one class only: p_e = 1 with a partner that also says 2 -> 1, else 0
+    y[:, 3] = 2
+    y[:, 4] = (y[:, 0] + 1) % 4  # never agrees: negative kappa clipped to 0
+    expected = kappa_matrix(y, 4, 1)
+    np.testing.assert_array_equal(complete_kappa(y, 4), expected)
+    assert complete_kappa(y, 4)[0, 5] == pytest.approx(max(cohen_kappa_score(y[:, 0], y[:, 5]), 0.0), abs=1e-12)
+    assert complete_kappa(y, 4)[2, 3] == 1.0 and complete_kappa(y, 4)[0, 4] == 0.0
+    with pytest.raises(ValueError, match="without missing entries"):
+        complete_kappa(np.where(y == 0, -1, y), 4)

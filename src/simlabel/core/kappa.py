@@ -146,6 +146,37 @@ def kappa_from_counts(
     return similarity
 
 
+def complete_kappa(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``kappa_matrix(y, n_classes, 1)`` for a label matrix without missing entries (e.g. every
+    annotator model's predicted label on the same items), where every pair co-labelled all N items.
+
+    Only agreements and marginals enter kappa, so instead of the (A*C)^2 co-label counts it takes
+    C products of the (N, A) class indicators, ``agree = sum_c B_c.T @ B_c`` (exact integer
+    counts in float64), and the per-annotator class counts; the same formula and edge rules, so
+    the values are identical. Why: ``refresh: models`` recomputes this every epoch (6,000 items x
+    220 annotators x 10 classes, one thread: 0.10 s against 1.2-1.5 s for the general path).
+
+    Returns (A, A) float64, symmetric, in [0, 1], zero diagonal.
+    """
+    y = np.asarray(y)
+    if y.ndim != 2 or (y == MISSING).any():
+        raise ValueError("complete_kappa needs a 2-D label matrix without missing entries")
+    check_label_values(y.ravel(), n_classes)
+    n_items, n_annotators = y.shape
+    agree = np.zeros((n_annotators, n_annotators))
+    counts = np.zeros((n_annotators, n_classes))
+    for c in range(n_classes):  # C matrix products; never a loop over items or pairs
+        indicator = (y == c).astype(np.float64)
+        agree += indicator.T @ indicator
+        counts[:, c] = indicator.sum(0)
+    overlap = np.full(n_annotators * n_annotators, float(n_items))
+    first = np.repeat(counts, n_annotators, axis=0)  # (A*A, C): annotator j of pair (j, k)
+    second = np.tile(counts, (n_annotators, 1))  # annotator k
+    similarity = _kappa_values(overlap, agree.ravel(), first, second, 1).reshape(n_annotators, n_annotators)
+    np.fill_diagonal(similarity, 0.0)
+    return similarity
+
+
 def kappa_matrix(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> np.ndarray:
     """(A, A) Cohen's kappa similarity of all annotator pairs of a label matrix (SPEC section 1).
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from simlabel.core.baselines import dawid_skene
-from simlabel.core.kappa import _pair_statistics, colabel_counts, kappa_matrix, observed_entries
+from simlabel.core.kappa import _pair_statistics, colabel_counts, complete_kappa, kappa_matrix, observed_entries
 from simlabel.core.sparse_kappa import pairwise_kappa
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
@@ -296,4 +296,4 @@ def model_informed_kappa(
     """
     raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
     _, tau = _prior_weight(raw, weight, spread, tau)
-    return _shrink(raw, weight, tau, kappa_matrix(np.asarray(predicted), n_classes, 1))
+    return _shrink(raw, weight, tau, complete_kappa(predicted, n_classes))
