@@ -26,7 +26,12 @@ from collections.abc import Callable
 import numpy as np
 
 from simlabel.core.baselines import dawid_skene
-from simlabel.core.kappa import _pair_statistics, colabel_counts, complete_kappa, kappa_matrix, observed_entries
+from simlabel.core.kappa import (
+    _pair_statistics,
+    colabel_counts,
+    complete_kappa,
+    observed_entries,
+)
 from simlabel.core.sparse_kappa import pairwise_kappa
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
