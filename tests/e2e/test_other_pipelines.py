@@ -50,6 +50,7 @@ def test_paper_tables_end_to_end(tiny_project, features_folder):
     paired = pd.read_csv(reports / "paper_table_paired.csv")
     assert {"skip", "dawid_skene", "consensus"} == set(paired["vs"])
     assert (reports / "accuracy_vs_missing.png").stat().st_size > 0
+    assert (reports / "paired_differences.png").stat().st_size > 0
 
 
 def test_predict_end_to_end(tiny_project, tmp_path):

@@ -28,3 +28,16 @@ def test_macro_means_leave_out_annotators_without_test_labels_and_say_how_many()
     row = paired[(paired["method"] == "simlabel_blend") & (paired["vs"] == "skip")].iloc[0]
     assert row["mean_difference"] == pytest.approx(0.25) and row["wins"] == 2
     assert "1 of 3 annotators have none and are left out of the macro means" in markdown
+
+
+def test_paired_differences_plot_shows_each_reference_with_its_intervals():
+    from simlabel.pipelines.paper_tables.nodes import paired_differences_plot
+
+    _, _, _, paired, _, _, _ = summarise_paper_tables(_results())
+    figure = paired_differences_plot(paired)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["minus skip"]
+    (points,) = panels[0].collections[-1:]  # the scatter of mean differences
+    assert points.get_offsets().tolist() == [[0.25, 1.0]]  # simlabel_blend - skip (by hand above), row 1
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["skip", "simlabel_blend"]
+    assert "no paired differences" in paired_differences_plot(paired.iloc[0:0]).texts[0].get_text()

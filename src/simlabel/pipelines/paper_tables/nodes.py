@@ -127,3 +127,34 @@ def accuracy_vs_r_plot(table4: pd.DataFrame) -> Figure:
     axes.set_title("Accuracy vs extra missing labels (mean ± std over seeds)")
     axes.legend(fontsize=8)
     return figure
+
+
+def paired_differences_plot(paired: pd.DataFrame) -> Figure:
+    """Forest plot of the paired differences at the lowest r, first architecture: one panel per
+    reference (skip, dawid_skene, consensus), each method's mean difference with its 95 % interval;
+    an interval clear of the zero line is a difference the seeds agree on."""
+    references = list(dict.fromkeys(paired["vs"])) if not paired.empty else []
+    n_rows = len(set(paired["method"]) | set(references))
+    figure = Figure(figsize=(4.2 * max(len(references), 1), 0.45 * n_rows + 1.6), layout="constrained")
+    if not references:
+        figure.text(0.5, 0.5, "no paired differences (one seed?)", ha="center")
+        return figure
+    shown = paired[(paired["architecture"] == paired["architecture"].iloc[0]) & (paired["r"] == paired["r"].min())]
+    # One row per method in every panel (shared axis); a method has no point against itself.
+    methods = list(dict.fromkeys([*shown["method"], *references]))[::-1]
+    row = {method: k for k, method in enumerate(methods)}
+    panels = np.atleast_1d(figure.subplots(1, len(references), sharey=True))
+    for axes, reference in zip(panels, references, strict=True):
+        block = shown[shown["vs"] == reference]
+        rows = block["method"].map(row).to_numpy()
+        clear = (block["ci95_low"] > 0) | (block["ci95_high"] < 0)
+        axes.errorbar(block["mean_difference"], rows, capsize=3, fmt="none", ecolor="0.4",
+                      xerr=[block["mean_difference"] - block["ci95_low"], block["ci95_high"] - block["mean_difference"]])
+        axes.scatter(block["mean_difference"], rows, c=np.where(clear, "C0", "0.6"), zorder=3)
+        axes.axvline(0.0, color="k", linewidth=0.8)
+        axes.set_title(f"minus {reference}", fontsize=10)
+        axes.set_xlabel("macro accuracy difference")
+    panels[0].set_yticks(np.arange(len(methods)), methods)
+    figure.suptitle(f"Paired over {int(shown['seeds'].max())} seeds: mean and 95 % interval (blue: clear of 0)", fontsize=10)
+    return figure
+

@@ -3,7 +3,7 @@ from kedro.pipeline import Node, Pipeline
 from simlabel.pipelines.ingestion import create_pipeline as ingestion
 from simlabel.pipelines.label_matrix import create_pipeline as label_matrix
 
-from .nodes import run_paper_experiments, summarise_paper_tables
+from .nodes import paired_differences_plot, run_paper_experiments, summarise_paper_tables
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -26,6 +26,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                          "paper_tables_metrics", "paper_tables_markdown", "paper_tables_plot"],
                 name="summarise_paper_tables",
             ),
+            Node(paired_differences_plot, inputs="paper_table_paired", outputs="paper_paired_plot",
+                 name="plot_paired_differences"),
         ],
         tags=["paper_tables"],
     )
