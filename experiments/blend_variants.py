@@ -1,0 +1,110 @@
+"""Blends of per-annotator methods with Dawid-Skene, paired over seeds: how the README's
+"Does it help?" variants and the plain-ensembling control were measured.
+
+Every listed method is trained once per seed (the paper_tables recipe: batch 128, one split per
+seed shared by every method); each method's test probabilities are also averaged with
+Dawid-Skene's (``<method>+ds``, what ``blend_with: dawid_skene`` does) and, for the control, two
+seeds of ``simlabel_shrunk_mixed`` are averaged (``sm+sm2``: the same extra training as a blend,
+spent on a second per-annotator model). Prints mean macro accuracy and paired differences
+(mean [95 % t-interval], seeds won) against Dawid-Skene and SimLabel.
+
+Needs the folder's embeddings and label matrix from a main run, e.g.
+    kedro run --pipelines=simlabel --params="dataset_dir=../shared/data/labelme"
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/blend_variants.py labelme --seeds 10
+(``demo`` = the embedded demo). labelme: about 100 s per 10 seeds for the default variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from simlabel.evaluation import RESULT_COLUMNS, paired_differences, per_run_accuracy  # noqa: E402
+from simlabel.experiment import Split, estimate_similarity, run_method  # noqa: E402
+from simlabel.runtime import use_threads  # noqa: E402
+from simlabel.training.config import TrainConfig  # noqa: E402
+
+SHRUNK_MIXED = {"similarity_estimator": "shrunk_kappa", "soft_label_source": "mixed"}
+VARIANTS = {
+    "simlabel": {},
+    "sm": SHRUNK_MIXED,  # simlabel_shrunk_mixed; sm+ds is simlabel_blend
+    "mixed": {"soft_label_source": "mixed"},
+    "dsim_mixed": {"similarity_estimator": "ds_implied", "soft_label_source": "mixed"},
+    "sdk_mixed": {"similarity_estimator": "shrunk_ds_kappa", "soft_label_source": "mixed"},
+}
+
+
+def load(folder: str):
+    """Embeddings (N, T, D), label matrix (N, A), class count and test panel of a main run."""
+    base = ROOT / "data" if folder == "demo" else ROOT / "data" / folder
+    matrix = pd.read_parquet(base / "03_primary/label_matrix_full.parquet")
+    tokens = np.load(base / "04_feature/embeddings.npy")
+    n_classes = len(json.loads((base / "03_primary/classes.json").read_text()))
+    panel = ROOT / "data/01_raw/demo/test_items.txt"
+    test_items = [line.strip() for line in panel.read_text().splitlines() if line.strip()] if folder == "demo" else None
+    return tokens, matrix, n_classes, test_items
+
+
+def seed_results(tokens, matrix, n_classes, test_items, seed: int, variants: dict, training: dict) -> list:
+    """One (method, per-annotator counts) frame per variant, blend and control of one seed."""
+    labels = matrix.to_numpy()
+    split = Split.draw(matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, seed, test_items=test_items)
+    similarity = estimate_similarity(split.labels_of(labels, "train"), n_classes, {"min_overlap": 2})
+    rows = np.flatnonzero(split.test)
+    runs = {"dawid_skene": ({"crowd_baseline": "dawid_skene"}, seed), **{k: (v, seed) for k, v in variants.items()},
+            "sm_seed2": (SHRUNK_MIXED, seed + 1000)}
+    probs = {}
+    for name, (overrides, run_seed) in runs.items():
+        config = TrainConfig.from_params(training, overrides, {"seed": run_seed, "run_name": f"{name} seed {seed}"})
+        result = run_method(tokens, labels, split, similarity, n_classes, config)
+        probs[name] = torch.cat([log_p.exp() for _, log_p in result.log_proba(rows)]).cpu().numpy()
+    probs |= {f"{name}+ds": (probs[name] + probs["dawid_skene"]) / 2 for name in variants}
+    probs["sm+sm2"] = (probs["sm"] + probs.pop("sm_seed2")) / 2
+    test_labels = labels[split.test]
+    scored = test_labels >= 0
+    return [
+        pd.DataFrame({"architecture": "heads", "r": 0.0, "seed": seed, "method": name,
+                      "annotator": np.arange(labels.shape[1]), "n_test": scored.sum(0),
+                      "n_correct": ((p.argmax(-1) == test_labels) & scored).sum(0)}, columns=RESULT_COLUMNS)
+        for name, p in probs.items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="demo, or the name of a folder run before (labelme, music_genre, ...)")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--variants", default=None, help='JSON {name: training overrides}; default: the README\'s')
+    parser.add_argument("--out", default=None, help="write the per-annotator results here (parquet)")
+    args = parser.parse_args()
+    use_threads(1)
+    variants = json.loads(args.variants) if args.variants else VARIANTS
+    variants.setdefault("sm", SHRUNK_MIXED)
+    training = yaml.safe_load((ROOT / "conf/base/parameters_training.yml").read_text())["training"]
+    training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | {"batch_size": 128}
+    data = load(args.folder)
+    results = pd.concat([frame for seed in range(args.seeds)
+                         for frame in seed_results(*data, seed, variants, training)], ignore_index=True)
+    if args.out:
+        results.to_parquet(args.out)
+    per_run = per_run_accuracy(results)
+    print(per_run.groupby("method", sort=False)["macro"].mean().round(4).to_string())
+    for reference in ("dawid_skene", "simlabel"):
+        if reference in set(per_run["method"]):
+            table = paired_differences(per_run, reference)
+            print(table[["method", "vs", "mean_difference", "ci95_low", "ci95_high", "wins", "seeds"]]
+                  .round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
