@@ -72,12 +72,28 @@ def seed_results(tokens, matrix, n_classes, test_items, seed: int, variants: dic
     probs["sm+sm2"] = (probs["sm"] + probs.pop("sm_seed2")) / 2
     test_labels = labels[split.test]
     scored = test_labels >= 0
+    n_train = (split.labels_of(labels, "train") >= 0).sum(0)
     return [
         pd.DataFrame({"architecture": "heads", "r": 0.0, "seed": seed, "method": name,
                       "annotator": np.arange(labels.shape[1]), "n_test": scored.sum(0),
-                      "n_correct": ((p.argmax(-1) == test_labels) & scored).sum(0)}, columns=RESULT_COLUMNS)
+                      "n_correct": ((p.argmax(-1) == test_labels) & scored).sum(0)},
+                     columns=RESULT_COLUMNS).assign(n_train=n_train)
         for name, p in probs.items()
     ]
+
+
+def gains_by_training_labels(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy differences over (annotator, seed) pairs, by the annotator's training labels
+    (README, "Who gains"): the blend against DS and against its per-annotator member."""
+    scored = results[results["n_test"] > 0].assign(acc=lambda r: r["n_correct"] / r["n_test"])
+    scored["training labels"] = pd.cut(scored["n_train"], [-1, 10, 40, np.inf], labels=["<= 10", "11-40", "> 40"])
+    wide = scored.pivot_table(index=["seed", "annotator", "training labels"], columns="method", values="acc",
+                              observed=True).reset_index()
+    return wide.groupby("training labels", observed=True).agg(
+        pairs=("sm", "size"),
+        blend_minus_ds=("sm+ds", lambda b: (b - wide.loc[b.index, "dawid_skene"]).mean()),
+        blend_minus_sm=("sm+ds", lambda b: (b - wide.loc[b.index, "sm"]).mean()),
+    ).round(3)
 
 
 def main() -> None:
@@ -104,6 +120,7 @@ def main() -> None:
             table = paired_differences(per_run, reference)
             print(table[["method", "vs", "mean_difference", "ci95_low", "ci95_high", "wins", "seeds"]]
                   .round(4).to_string(index=False))
+    print(gains_by_training_labels(results).to_string())
 
 
 if __name__ == "__main__":
