@@ -110,7 +110,12 @@ def _pair_statistics(counts: sp.spmatrix, n_annotators: int, n_classes: int):
 
 def _kappa_values(overlap, agree, first, second, min_overlap: int) -> np.ndarray:
     """Clipped kappa of pairs from their block statistics (SPEC section 1 edge rules)."""
-    expected = (first * second).sum(1)
+    return _kappa_from_expected(overlap, agree, (first * second).sum(1), min_overlap)
+
+
+def _kappa_from_expected(overlap, agree, expected, min_overlap: int) -> np.ndarray:
+    """Clipped kappa of pairs from overlap, agreements and ``expected = sum_c first_c * second_c``
+    (counts, so any exact way of summing them gives the same values)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         p_o = agree / overlap
         p_e = expected / overlap**2
@@ -170,9 +175,8 @@ def complete_kappa(y: np.ndarray, n_classes: int) -> np.ndarray:
         agree += indicator.T @ indicator
         counts[:, c] = indicator.sum(0)
     overlap = np.full(n_annotators * n_annotators, float(n_items))
-    first = np.repeat(counts, n_annotators, axis=0)  # (A*A, C): annotator j of pair (j, k)
-    second = np.tile(counts, (n_annotators, 1))  # annotator k
-    similarity = _kappa_values(overlap, agree.ravel(), first, second, 1).reshape(n_annotators, n_annotators)
+    expected = (counts @ counts.T).ravel()  # integer counts: exact in float64
+    similarity = _kappa_from_expected(overlap, agree.ravel(), expected, 1).reshape(n_annotators, n_annotators)
     np.fill_diagonal(similarity, 0.0)
     return similarity
 
