@@ -107,7 +107,9 @@ def main() -> None:
     variants = json.loads(args.variants) if args.variants else VARIANTS
     variants.setdefault("sm", SHRUNK_MIXED)
     training = yaml.safe_load((ROOT / "conf/base/parameters_training.yml").read_text())["training"]
-    training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | {"batch_size": 128}
+    paper = yaml.safe_load((ROOT / "conf/base/parameters_paper_tables.yml").read_text())["paper_tables"]
+    # The paper_tables recipe, as run_paper_experiments builds it.
+    training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | paper.get("training", {})
     data = load(args.folder)
     results = pd.concat([frame for seed in range(args.seeds)
                          for frame in seed_results(*data, seed, variants, training)], ignore_index=True)

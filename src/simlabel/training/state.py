@@ -112,6 +112,6 @@ class SaveThrottle:
 
     @property
     def pending(self) -> bool:
-        """Epochs trained since the last save."""
+        """True if an epoch was trained since the last save."""
         return self.since > 0
 
