@@ -20,8 +20,10 @@ import pandas as pd
 
 from simlabel.core.labels import remove_labels
 from simlabel.core.metrics import mean_interval
-from simlabel.experiment import Split, estimate_similarity, run_method, score
+from simlabel.experiment import Split, blend, estimate_similarity, run_method, score
+from simlabel.methods import BLEND_KEY
 from simlabel.training.config import TrainConfig
+from simlabel.training.loop import TrainingResult
 
 logger = logging.getLogger(__name__)
 RESULT_COLUMNS = ["architecture", "r", "seed", "method", "annotator", "n_test", "n_correct"]
@@ -65,26 +67,42 @@ def plan_runs(architectures, rates, seeds, methods: dict, baselines: dict, ablat
 
 def run_experiment(
     tokens: np.ndarray, labels: np.ndarray, item_ids, n_classes: int, runs: list[Run], training: dict,
-    similarity_params: dict, split_fractions: dict, test_items=None,
+    similarity_params: dict, split_fractions: dict, test_items=None, named: dict | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield one result table (``RESULT_COLUMNS``) per run, logging progress and ETA.
-    ``test_items``: optional test panel passed to ``Split.draw`` (always test in every seed)."""
+    ``test_items``: optional test panel passed to ``Split.draw`` (always test in every seed).
+    A run whose overrides are ``{blend_of: [names]}`` blends its members (``experiment.blend``),
+    trained in the same (seed, r) split: a member run earlier is reused, others are trained from
+    ``named`` (name -> overrides of every method and crowd baseline)."""
     labels = np.asarray(labels, dtype=np.int64)
+    members = {m for run in runs for m in run.overrides.get(BLEND_KEY, ())}
     started = time.perf_counter()
-    cache: dict = {}
+    current, trained = None, {}  # trained: blend members of the current (seed, r), by (architecture, name)
+
+    def train(name: str, overrides: dict, run: Run) -> TrainingResult:
+        if (run.architecture, name) not in trained:
+            config = TrainConfig.from_params(
+                training, {"min_overlap": similarity_params["min_overlap"]}, overrides,
+                {"seed": run.seed, "architecture": run.architecture, "run_name": f"{name} seed {run.seed}"},
+            )
+            result = run_method(tokens, y, split, similarity, n_classes, config)
+            if name not in members:
+                return result
+            trained[run.architecture, name] = result
+        return trained[run.architecture, name]
+
     for k, run in enumerate(runs, start=1):
-        key = (run.seed, run.r)
-        if key not in cache:  # one split and one label removal per (seed, r), shared by every method
+        if current != (run.seed, run.r):  # one split and one label removal per (seed, r), shared by every method
+            current, trained = (run.seed, run.r), {}
             split = Split.draw(item_ids, split_fractions, run.seed, test_items=test_items)
             y = remove_labels(labels, split.train, run.r, run.seed) if run.r else labels
-            cache = {key: (split, y, estimate_similarity(split.labels_of(y, "train"), n_classes, similarity_params))}
-        split, y, similarity = cache[key]
-        config = TrainConfig.from_params(
-            training, {"min_overlap": similarity_params["min_overlap"]}, run.overrides,
-            {"seed": run.seed, "architecture": run.architecture, "run_name": f"{run.method} seed {run.seed}"},
-        )
+            similarity = estimate_similarity(split.labels_of(y, "train"), n_classes, similarity_params)
         t0 = time.perf_counter()
-        n_test, n_correct = score(run_method(tokens, y, split, similarity, n_classes, config), labels, split)
+        if BLEND_KEY in run.overrides:
+            result = blend([train(m, (named or {})[m], run) for m in run.overrides[BLEND_KEY]])
+        else:
+            result = train(run.method, run.overrides, run)
+        n_test, n_correct = score(result, labels, split)
         macro = np.mean(n_correct[n_test > 0] / n_test[n_test > 0])
         elapsed = time.perf_counter() - started
         logger.info(

@@ -26,7 +26,7 @@ import torch
 from simlabel.core.baselines import dawid_skene, majority_vote
 from simlabel.core.labels import MISSING, rows_only, split_items
 from simlabel.core.similarity import estimate_similarity as similarity_estimate
-from simlabel.models.factory import AnnotatorsFromTruth, BlendedAnnotators
+from simlabel.models.factory import AnnotatorsFromTruth, BlendedAnnotators, uses_frames
 from simlabel.training.config import TrainConfig
 from simlabel.training.loop import TrainingResult, predict_labels, train_annotator_models
 
@@ -69,14 +69,6 @@ def run_method(
     """Train one method on a split. ``tokens``: (N, T, D); ``labels``: (N, A), -1 = missing;
     ``similarity``: (A, A), the similarity stage's (a method may ask for another estimator)."""
     labels = np.asarray(labels, dtype=np.int64)
-    if config.blend_with != "none":
-        return blend(
-            run_method(tokens, labels, split, similarity, n_classes, dataclasses.replace(config, blend_with="none"), frames),
-            crowd_baseline(tokens, labels, split, n_classes, dataclasses.replace(
-                config, blend_with="none", crowd_baseline=config.blend_with,
-                run_name=f"{config.run_name}+{config.blend_with}",
-                state_path=config.state_path and f"{config.state_path}.{config.blend_with}"), frames),
-        )
     if config.crowd_baseline != "none":
         return crowd_baseline(tokens, labels, split, n_classes, config, frames)
     train_labels = split.labels_of(labels, "train")
@@ -126,19 +118,21 @@ def crowd_baseline(tokens, labels, split: Split, n_classes: int, config: TrainCo
     )
 
 
-def blend(own: TrainingResult, crowd: TrainingResult) -> TrainingResult:
-    """``blend_with``: the mean of a method's per-annotator probabilities and a crowd baseline's.
+def blend(members: list[TrainingResult]) -> TrainingResult:
+    """``blend_of``: the mean of several methods' per-annotator probabilities (same split).
 
-    Why: the two see an annotator differently. Per-annotator heads learn from the inputs and
-    from similar annotators' labels; a crowd baseline (one classifier of the true class carried
-    through each annotator's Dawid-Skene confusion) knows the annotator through one confusion
-    fitted on all of their labels. Their errors differ, and averaging the two predictive
-    distributions (a mixture with equal weights: nothing fitted to a data set) keeps what each
-    gets right; measured, the gain over the heads alone comes from annotators with more than
-    ten training labels (README, "Does it help?"). History, similarity and imputations are the
-    method's own."""
-    model = BlendedAnnotators([own.model, crowd.model]).eval()
-    return dataclasses.replace(own, model=model, model_args={"blend": [own.model_args, crowd.model_args]})
+    Why: the members see an annotator differently. Per-annotator heads learn from the inputs and
+    from similar annotators' labels, under a similarity prior that models annotators as differing
+    in quality (``shrunk_kappa``) or in confusion structure (``shrunk_ds_kappa``); a crowd
+    baseline (one classifier of the true class carried through each annotator's Dawid-Skene
+    confusion) knows the annotator through one confusion fitted on all of their labels. Their
+    errors differ, and averaging the predictive distributions (a mixture with equal weights:
+    nothing fitted to a data set) keeps what each gets right (README, "Does it help?").
+    History, similarity and imputations are the first member's."""
+    if len({uses_frames(m.model_args) for m in members}) > 1:
+        raise ValueError("a blend's members must all read embeddings or all fine-tune the frame encoder")
+    model = BlendedAnnotators([m.model for m in members]).eval()
+    return dataclasses.replace(members[0], model=model, model_args={"blend": [m.model_args for m in members]})
 
 
 def score(result: TrainingResult, labels: np.ndarray, split: Split) -> tuple[np.ndarray, np.ndarray]:

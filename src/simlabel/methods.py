@@ -14,6 +14,7 @@ from pathlib import Path
 from simlabel.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PARAMETERS_FILE = "conf/base/parameters_methods.yml"
 
 
 def _conf_source() -> Path:
@@ -37,9 +38,59 @@ def method_names() -> list[str]:
     """Names of ``methods:`` in configuration order."""
     methods = load_parameters().get("methods") or {}
     if not methods:
-        raise UserError("no methods configured: add a `methods:` block to conf/base/parameters_methods.yml")
+        raise UserError(f"no methods configured: add a `methods:` block to {PARAMETERS_FILE}")
     for name in methods:
         if not str(name).isidentifier():
             raise UserError(f"method name {name!r} in `methods:` (parameters_methods.yml) must be a Python "
                             "identifier (letters, digits, _)")
     return list(methods)
+
+
+BLEND_KEY = "blend_of"
+
+
+def blend_members(methods: dict, crowd_baselines: dict | None = None) -> dict[str, list[str]]:
+    """``{blend: [member, ...]}`` for every method block that is ``{blend_of: [names]}``: a
+    method whose predictions are the mean of other methods' (``experiment.blend``). Members name
+    a method of ``methods`` or of ``crowd_baselines`` and are not blends themselves.
+
+    Raises ``UserError`` naming the block when a blend is malformed."""
+    named = {**(crowd_baselines or {}), **methods}
+    blends = {}
+    for name, block in methods.items():
+        if not isinstance(block, dict) or BLEND_KEY not in block:
+            continue
+        members = block[BLEND_KEY]
+        where = f"methods.{name}.{BLEND_KEY} ({PARAMETERS_FILE})"
+        if set(block) != {BLEND_KEY}:
+            raise UserError(f"{where}: a blend has no other options (its members carry them); "
+                            f"remove {sorted(set(block) - {BLEND_KEY})}")
+        if not isinstance(members, list) or len(members) < 2 or len(set(map(str, members))) < len(members):
+            raise UserError(f"{where}: must list at least two different method names, got {members!r}")
+        for member in members:
+            if member not in named:
+                raise UserError(f"{where}: {member!r} is not a method of methods: or crowd_baselines:; "
+                                f"choose from {' | '.join(map(str, named))}")
+            if isinstance(named[member], dict) and BLEND_KEY in named[member]:
+                raise UserError(f"{where}: {member!r} is itself a blend; list its members instead")
+        blends[name] = list(members)
+    return blends
+
+
+def methods_to_train(methods: dict, crowd_baselines: dict | None = None) -> list[tuple[str, str]]:
+    """``(name, group)`` of every method the training pipeline runs, in configuration order:
+    each method of ``methods`` (group ``methods``), then blend members that are not listed
+    there (crowd baselines: group ``crowd_baselines``), each once."""
+    blends = blend_members(methods, crowd_baselines)
+    order = [(name, "methods") for name in methods]
+    extra = [m for members in blends.values() for m in members if m not in methods]
+    return order + [(name, "crowd_baselines") for name in dict.fromkeys(extra)]
+
+
+def training_plan() -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """What the training pipeline builds from the configuration: ``methods_to_train`` and
+    ``blend_members`` (``method_names`` checks the names first)."""
+    method_names()
+    params = load_parameters()
+    methods, baselines = params["methods"], params.get("crowd_baselines") or {}
+    return methods_to_train(methods, baselines), blend_members(methods, baselines)

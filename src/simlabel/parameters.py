@@ -29,6 +29,7 @@ from simlabel.core.similarity import SIMILARITY_ESTIMATORS
 from simlabel.core.soft_labels import CONFIDENCE_FORMULAS
 from simlabel.errors import UserError
 from simlabel.folder import INPUT_KINDS
+from simlabel.methods import BLEND_KEY, blend_members
 from simlabel.models.annotators import ARCHITECTURES
 from simlabel.training.config import TrainConfig, architecture_list
 
@@ -311,7 +312,8 @@ def _train_blocks(params: dict) -> list[Problem]:
         for name, block in blocks.items():
             if group == "methods" and not str(name).isidentifier():
                 problems.append(Problem(f"{group}.{name}", FILES[group], "a method name must be a Python identifier (letters, digits, _)"))
-            problems += _train_block(f"{group}.{name}", block, FILES[group], RUN_LEVEL, {})
+            if not _is_blend(block):  # a blend's members are checked as methods (``_cross_stage``)
+                problems += _train_block(f"{group}.{name}", block, FILES[group], RUN_LEVEL, {})
     paper = params.get("paper_tables")
     if isinstance(paper, dict) and paper.get("training") is not None:
         problems += _train_block("paper_tables.training", paper["training"], FILES["paper_tables"], RUN_LEVEL, {})
@@ -392,12 +394,22 @@ def _architecture_options(prefix: str, options: dict, file: str) -> list[Problem
     return problems
 
 
+def _is_blend(block: Any) -> bool:
+    return isinstance(block, dict) and BLEND_KEY in block
+
+
 def _cross_stage(params: dict) -> list[Problem]:
-    """Names that must refer to a method of ``methods:``."""
+    """Names that must refer to a method of ``methods:`` (blend members: or ``crowd_baselines:``)."""
     methods = params.get("methods")
     if not isinstance(methods, dict) or not methods:
         return []
     problems = []
+    baselines = params.get("crowd_baselines")
+    try:
+        blend_members(methods, baselines if isinstance(baselines, dict) else {})
+    except UserError as error:
+        where, _, problem = str(error).partition(": ")
+        problems.append(Problem(where.split(" (")[0], FILES["methods"], problem))
     predict = params.get("predict")
     if isinstance(predict, dict) and isinstance(predict.get("method"), str) and predict["method"] not in methods:
         problems.append(Problem("predict.method", FILES["predict"], _not_a_method(predict["method"], methods)))
@@ -406,6 +418,9 @@ def _cross_stage(params: dict) -> list[Problem]:
     if isinstance(ablation, dict) and isinstance(ablation.get("method"), str) and ablation["method"] not in methods:
         problems.append(Problem("paper_tables.ablation.method", FILES["paper_tables"],
                                 _not_a_method(ablation["method"], methods) + " (or set paper_tables.ablation: null)"))
+    elif isinstance(ablation, dict) and _is_blend(methods.get(ablation.get("method"))):
+        problems.append(Problem("paper_tables.ablation.method", FILES["paper_tables"],
+                                f"{ablation['method']!r} is a blend; the ablation varies the cycling of a trained method"))
     return problems
 
 
@@ -438,6 +453,8 @@ def _merged_configs(params: dict) -> list[Problem]:
     problems = [Problem("training", FILES["training"], f"with architectures {archs}: {base}")] if base else []
     for group in ("methods", "crowd_baselines"):
         for name, block in (params.get(group) or {}).items():
+            if _is_blend(block):
+                continue
             problem = problem_of(lambda b=block, n=name: method_configs(training, {**similarity, **overlap}, b or {}, str(n)))
             if problem and problem != base:
                 problems.append(Problem(f"{group}.{name}", FILES[group], f"with training and architectures {archs}: {problem}"))
@@ -447,7 +464,7 @@ def _merged_configs(params: dict) -> list[Problem]:
         runs = plan_runs(paper["architectures"], paper["extra_missing"][:1], [0], params.get("methods") or {},
                          params.get("crowd_baselines") or {}, paper.get("ablation") or None)
         seen = {None, base}
-        for run in runs:
+        for run in (r for r in runs if not _is_blend(r.overrides)):
             extra = {"seed": 0, "architecture": run.architecture}
             problem = problem_of(lambda r=run, e=extra: [TrainConfig.from_params(shared, overlap, r.overrides, e)])
             if problem not in seen:

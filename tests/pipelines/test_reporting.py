@@ -80,7 +80,7 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     pd.testing.assert_frame_equal(folder.true_similarity, truth)
     shrunk = initial + 0.05
     methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"},
-               "blend": {"similarity_estimator": "shrunk_kappa", "blend_with": "dawid_skene"}}
+               "blend": {"blend_of": ["shrunk", "simlabel"]}}
     metrics, figure = compare_similarities({"simlabel": {}}, folder, methods, initial, initial, refined, shrunk, shrunk,
                                            methods=list(methods))
     # Off-diagonal |S - S_true|: initial (0.2, 0, 0.2) twice -> 0.4 / 3; refined (0.1, 0.8, 0.7) -> 1.6 / 3.

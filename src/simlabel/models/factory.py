@@ -57,6 +57,11 @@ class BlendedAnnotators(nn.Module):
         return self._log_mean([member(inputs) for member in self.members])  # (B, A, C)
 
 
+def uses_frames(model_args: dict) -> bool:
+    """Whether a model built from ``model_args`` reads frames (a fine-tuned encoder) or embeddings."""
+    return any(map(uses_frames, model_args["blend"])) if "blend" in model_args else bool(model_args.get("backbone"))
+
+
 def model_from_args(model_args: dict, feature_mean=None, feature_std=None) -> nn.Module:
     """The architecture named in ``model_args`` (``TrainConfig.model_args``), wrapped in the
     frame encoder when ``backbone`` is set and in ``AnnotatorsFromTruth`` when ``crowd_annotators``

@@ -70,9 +70,6 @@ class TrainConfig:
     # (consensus) or on Dawid-Skene posteriors, mapped to every annotator (see experiment.py).
     crowd_baseline: str = "none"
     ds_diagonal_prior: float = 1.0
-    # Predict with the mean of this method's probabilities and a crowd baseline's (trained on the
-    # same split): none | consensus | dawid_skene (see experiment.blend).
-    blend_with: str = "none"
     # What a missing entry is trained towards: ``similarity`` (the paper: similarity-weighted
     # predictions of the item's labellers) or ``dawid_skene`` (fixed: the item's Dawid-Skene
     # posterior carried through the annotator's DS confusion, p(a says z | the item's labels)).
@@ -117,8 +114,6 @@ class TrainConfig:
             (self.soft_label_source in SOFT_LABEL_SOURCES, f"soft_label_source must be one of {SOFT_LABEL_SOURCES}"),
             (self.confidence_formula in CONFIDENCE_FORMULAS, f"confidence_formula must be one of {CONFIDENCE_FORMULAS}"),
             (self.crowd_baseline in CROWD_BASELINES, f"crowd_baseline must be one of {CROWD_BASELINES}"),
-            (self.blend_with in CROWD_BASELINES, f"blend_with must be one of {CROWD_BASELINES}"),
-            (self.blend_with == "none" or self.crowd_baseline == "none", "blend_with needs crowd_baseline: none"),
             (self.refresh in REFRESH_RULES, f"refresh must be one of {REFRESH_RULES}"),
             (self.impute_from in IMPUTE_FROM, f"impute_from must be one of {IMPUTE_FROM}"),
             (self.soft_targets in SOFT_TARGETS, f"soft_targets must be one of {SOFT_TARGETS}"),

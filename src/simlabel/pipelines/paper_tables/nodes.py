@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from simlabel.evaluation import paired_differences, per_run_accuracy, plan_runs, run_experiment
 from simlabel.folder import CrowdFolder
+from simlabel.methods import blend_members
 from simlabel.reports import MAX_MARKDOWN_ANNOTATORS
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,8 @@ def run_paper_experiments(
     """Every run of the experiment; one row per (architecture, r, seed, method, annotator).
 
     ``methods`` is the main pipeline's list (parameters_methods.yml); ``crowd_baselines`` are
-    added once per (r, seed)."""
+    added once per (r, seed). A blend (``blend_of``) reuses its members' runs of the same split."""
+    blend_members(methods, crowd_baselines)  # a malformed blend fails before hours of runs
     # Many short runs: no per-epoch state files, one architecture per run.
     training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | params.get("training", {})
     seeds = list(range(params["seeds"]))
@@ -36,6 +38,7 @@ def run_paper_experiments(
         run_experiment(
             tokens, label_matrix_full.to_numpy(), label_matrix_full.index, len(classes), runs, training,
             similarity, params["split_fractions"], test_items=crowd_folder.test_panel(label_matrix_full.index),
+            named={**crowd_baselines, **methods},
         ),
         ignore_index=True,
     )

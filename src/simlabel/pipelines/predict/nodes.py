@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from simlabel.models.factory import uses_frames
 from simlabel.training.loop import BatchSource, model_from_checkpoint, predict_log_proba
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def predict_annotators(
         raise ValueError(f"the checkpoint has architectures {sorted(checkpoint)}, not {architecture!r}")
     payload = checkpoint[architecture]
     model = model_from_checkpoint(payload)
-    finetuned = bool(payload["model_args"].get("backbone"))
+    finetuned = uses_frames(payload["model_args"])
     inputs = np.asarray(frames) if finetuned else np.asarray(embeddings, dtype=np.float32)
     if inputs.ndim == 2:
         inputs = inputs[:, None, :]

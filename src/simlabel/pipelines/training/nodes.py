@@ -11,9 +11,10 @@ import torch
 
 from simlabel.core.cycling import IMPUTED_COLUMNS
 from simlabel.core.labels import MISSING
-from simlabel.experiment import Split, run_method
+from simlabel.experiment import Split, blend, run_method
+from simlabel.models.factory import uses_frames
 from simlabel.training.config import TrainConfig, architecture_list
-from simlabel.training.loop import TrainingResult
+from simlabel.training.loop import BatchSource, TrainingResult, model_from_checkpoint
 
 PREDICTION_COLUMNS = ["method", "architecture", "item_id", "annotator_id", "split", "label", "predicted", "probability"]
 ATTENTION_COLUMNS = ["method", "architecture", "annotator_id", "token", "weight"]
@@ -52,6 +53,69 @@ def train_method(
     imputed_labels, refined_similarity : of the first architecture (empty / the initial
         similarity without confidence cycling).
     """
+    split, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
+    configs = method_configs(training, similarity_params, method, method_name)
+    results = {
+        architecture: run_method(tokens, label_matrix.to_numpy(), split, similarity.to_numpy(), len(classes), config, frames)
+        for architecture, config in configs.items()
+    }
+    primary = next(iter(results.values()))
+    input_shape = np.shape(frames)[1:] if next(iter(configs.values())).finetune_backbone else tokens.shape[1:]
+    return {
+        **method_tables(results, method_name, label_matrix, names),
+        "checkpoint": {
+            a: checkpoint(r, dataclasses.asdict(configs[a]), label_matrix, classes, input_shape) for a, r in results.items()
+        },
+        "training_history": pd.concat(
+            [r.history.assign(method=method_name, architecture=a) for a, r in results.items()], ignore_index=True
+        ),
+        "imputed_labels": primary.imputed.to_frame(label_matrix.index, label_matrix.columns)
+        if primary.imputed is not None else pd.DataFrame(columns=IMPUTED_COLUMNS),
+        "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy()),
+    }
+
+
+def blend_method(
+    embeddings: np.ndarray, frames: np.ndarray, label_matrix: pd.DataFrame, item_split: pd.DataFrame,
+    similarity: pd.DataFrame, classes: list, *checkpoints: dict, method_name: str, members: list[str],
+) -> dict:
+    """A blend (``blend_of``, ``experiment.blend``) of the members' trained models (their
+    ``checkpoints``, in ``members`` order): nothing is trained.
+
+    Returns the outputs of ``train_method``. The members' epochs, imputations and similarities
+    are in their own tables: the blend's ``training_history`` and ``imputed_labels`` are empty
+    and its ``refined_similarity`` is the stage's ``similarity`` (reading the members' tables
+    would make Kedro-Viz's layers circular: model_output -> models -> model_output)."""
+    split, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
+    architectures = [a for a in checkpoints[0] if all(a in c for c in checkpoints)]
+    results, payloads = {}, {}
+    for architecture in architectures:
+        payloads[architecture] = [c[architecture] for c in checkpoints]
+        inputs = np.asarray(frames) if uses_frames(payloads[architecture][0]["model_args"]) else torch.from_numpy(tokens)
+        results[architecture] = blend([
+            TrainingResult(model_from_checkpoint(p), p["model_args"], pd.DataFrame(), p["best_epoch"],
+                           p["best_val_accuracy"], similarity.to_numpy(), None,
+                           BatchSource(inputs, torch.device("cpu")), 512)
+            for p in payloads[architecture]
+        ])
+    tables = method_tables(results, method_name, label_matrix, names)
+    val = tables["predictions"].query("split == 'val'")
+    return {
+        **tables,
+        "checkpoint": {
+            a: checkpoint(r, {"blend_of": members, "members": [p["config"] for p in payloads[a]]}, label_matrix,
+                          classes, payloads[a][0]["input_shape"], val.query("architecture == @a"))
+            for a, r in results.items()
+        },
+        "training_history": pd.DataFrame(columns=["method", "architecture"]),
+        "imputed_labels": pd.DataFrame(columns=IMPUTED_COLUMNS),
+        "refined_similarity": similarity.copy(),
+    }
+
+
+def _inputs(embeddings, label_matrix: pd.DataFrame, item_split: pd.DataFrame, similarity: pd.DataFrame):
+    """The split (``Split`` and the names per item) and the (N, T, D) float32 tokens, after
+    checking that the stages' outputs belong together."""
     if len(embeddings) != len(label_matrix):
         raise ValueError(
             f"embeddings have {len(embeddings)} rows but the label matrix has {len(label_matrix)} items: "
@@ -60,42 +124,37 @@ def train_method(
     if list(similarity.columns) != list(label_matrix.columns):
         raise ValueError("similarity and label matrix disagree on the annotators: rerun the similarity stage")
     names = item_split.set_index("item_id")["split"].reindex(label_matrix.index)
-    split = Split.from_names(names)
     tokens = np.asarray(embeddings, dtype=np.float32)
-    tokens = tokens[:, None, :] if tokens.ndim == 2 else tokens
-    configs = method_configs(training, similarity_params, method, method_name)
-    results = {
-        architecture: run_method(tokens, label_matrix.to_numpy(), split, similarity.to_numpy(), len(classes), config, frames)
-        for architecture, config in configs.items()
-    }
-    primary = next(iter(results.values()))
-    input_shape = np.shape(frames)[1:] if next(iter(configs.values())).finetune_backbone else tokens.shape[1:]
+    return Split.from_names(names), names, tokens[:, None, :] if tokens.ndim == 2 else tokens
+
+
+def method_tables(results: dict, method_name: str, label_matrix: pd.DataFrame, names: pd.Series) -> dict:
+    """The prediction tables of trained (or blended) models, ``{architecture: TrainingResult}``."""
     context = {"method": method_name, "label_matrix": label_matrix, "split": names}
     return {
-        "checkpoint": {a: checkpoint(r, configs[a], label_matrix, classes, input_shape) for a, r in results.items()},
         "predictions": labelled_predictions(results, **context),
-        "training_history": pd.concat(
-            [r.history.assign(method=method_name, architecture=a) for a, r in results.items()], ignore_index=True
-        ),
         "frame_attention": frame_attention(results, **context),
         "truth_predictions": truth_predictions(results, **context),
-        "imputed_labels": primary.imputed.to_frame(label_matrix.index, label_matrix.columns)
-        if primary.imputed is not None else pd.DataFrame(columns=IMPUTED_COLUMNS),
-        "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy()),
     }
 
 
-def checkpoint(result: TrainingResult, config: TrainConfig, label_matrix: pd.DataFrame, classes, input_shape) -> dict:
-    """Everything needed to rebuild the model (``model_from_checkpoint``) and name its outputs."""
+def checkpoint(result: TrainingResult, config: dict, label_matrix: pd.DataFrame, classes, input_shape,
+               val_predictions: pd.DataFrame | None = None) -> dict:
+    """Everything needed to rebuild the model (``model_from_checkpoint``) and name its outputs.
+    A blend has no epochs: its validation accuracy is computed from ``val_predictions``."""
+    val_accuracy = result.best_val_accuracy
+    if val_predictions is not None:
+        correct = (val_predictions["predicted"] == val_predictions["label"]).groupby(val_predictions["annotator_id"])
+        val_accuracy = float(correct.mean().mean()) if len(val_predictions) else float("nan")
     return {
         "model_args": result.model_args,
         "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
-        "config": dataclasses.asdict(config),
+        "config": config,
         "input_shape": tuple(int(s) for s in input_shape),
         "annotators": list(label_matrix.columns),
         "classes": list(classes),
-        "best_epoch": result.best_epoch,
-        "best_val_accuracy": result.best_val_accuracy,
+        "best_epoch": None if val_predictions is not None else result.best_epoch,
+        "best_val_accuracy": val_accuracy,
     }
 
 

@@ -1,13 +1,15 @@
 """One Kedro namespace per method of ``methods:`` (parameters_methods.yml): ``<method>.checkpoint``,
-``<method>.predictions``, ... all from one node function."""
+``<method>.predictions``, ... A method trains (``train_method``); a blend (``blend_of``) is a node
+over its members' checkpoints (``blend_method``), so a member listed as a method is trained once.
+Members that are crowd baselines get their own namespace too (not reported)."""
 
 import inspect
 
 from kedro.pipeline import Node, Pipeline
 
-from simlabel.methods import method_names
+from simlabel.methods import training_plan
 
-from .nodes import train_method
+from .nodes import blend_method, train_method
 
 SHARED_INPUTS = {"embeddings", "frames", "label_matrix", "item_split", "similarity", "classes"}
 OUTPUTS = ["checkpoint", "predictions", "training_history", "frame_attention", "truth_predictions",
@@ -15,25 +17,32 @@ OUTPUTS = ["checkpoint", "predictions", "training_history", "frame_attention", "
 
 
 class MethodTrainer:
-    """``train_method`` for one method. A class, not ``functools.partial``: with a partial
-    (even with ``update_wrapper``), Kedro's ParallelRunner workers could not name the function
-    and warned once per method; an instance keeps ``__name__`` and the signature Kedro checks
-    the inputs against (tests/e2e/test_dvc_notebook_viz.py)."""
+    """``train_method`` (or ``blend_method``) for one method. A class, not ``functools.partial``:
+    with a partial (even with ``update_wrapper``), Kedro's ParallelRunner workers could not name
+    the function and warned once per method; an instance keeps ``__name__`` and the signature
+    Kedro checks the inputs against (tests/e2e/test_dvc_notebook_viz.py)."""
 
-    def __init__(self, method_name: str):
-        self.method_name = method_name
-        self.__name__ = "train_method"
-        signature = inspect.signature(train_method)
-        self.__signature__ = signature.replace(
-            parameters=[p for p in signature.parameters.values() if p.name != "method_name"]
-        )
+    def __init__(self, method_name: str, members: list[str] | None = None):
+        self.method_name, self.members = method_name, members
+        self.function = blend_method if members else train_method
+        self.__name__ = self.function.__name__
+        bound = ("method_name", "members")
+        signature = inspect.signature(self.function)
+        self.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in bound])
+        # What typing.get_type_hints reads (Kedro's type check warned once per node without them).
+        self.__annotations__ = {k: v for k, v in self.function.__annotations__.items() if k not in bound}
+        self.__globals__ = self.function.__globals__
 
-    def __call__(self, **inputs):
-        return train_method(**inputs, method_name=self.method_name)
+    def __reduce__(self):  # pickled by name (ParallelRunner), rebuilt in the worker
+        return MethodTrainer, (self.method_name, self.members)
+
+    def __call__(self, *args, **inputs):
+        extra = {"members": self.members} if self.members else {}
+        return self.function(*args, **inputs, method_name=self.method_name, **extra)
 
 
-def method_pipeline(name: str) -> Pipeline:
-    """Train method ``name``; its parameters are ``params:methods.<name>``."""
+def method_pipeline(name: str, group: str = "methods") -> Pipeline:
+    """Train method ``name``; its parameters are ``params:<group>.<name>``."""
     node = Node(
         MethodTrainer(name),
         inputs={**{name: name for name in SHARED_INPUTS}, "training": "params:training",
@@ -45,9 +54,29 @@ def method_pipeline(name: str) -> Pipeline:
     return Pipeline(
         [node], namespace=name, inputs=SHARED_INPUTS,
         parameters={"params:training": "params:training", "params:similarity": "params:similarity",
-                    "params:method": f"params:methods.{name}"},
+                    "params:method": f"params:{group}.{name}"},
     )
 
 
+def blend_pipeline(name: str, members: list[str]) -> Pipeline:
+    """Blend the trained ``members`` into method ``name`` (``blend_method``)."""
+    member_inputs = {f"member_{k}_checkpoint": f"{m}.checkpoint" for k, m in enumerate(members)}
+    node = Node(
+        MethodTrainer(name, members),
+        inputs=["embeddings", "frames", "label_matrix", "item_split", "similarity", "classes", *member_inputs],
+        outputs={key: key for key in OUTPUTS},
+        name="blend",
+        tags=["training"],
+    )
+    return Pipeline([node], namespace=name, inputs={**{n: n for n in SHARED_INPUTS}, **member_inputs})
+
+
 def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
-    return sum((method_pipeline(name) for name in methods or method_names()), Pipeline([]))
+    plan, blends = training_plan()
+    if methods is not None:  # only these (and the members of their blends)
+        wanted = set(methods) | {m for name in methods for m in blends.get(name, ())}
+        plan = [(name, group) for name, group in plan if name in wanted]
+    return sum(
+        (blend_pipeline(name, blends[name]) if name in blends else method_pipeline(name, group) for name, group in plan),
+        Pipeline([]),
+    )
