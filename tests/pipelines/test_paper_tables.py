@@ -41,3 +41,14 @@ def test_paired_differences_plot_shows_each_reference_with_its_intervals():
     assert points.get_offsets().tolist() == [[0.25, 1.0]]  # simlabel_blend - skip (by hand above), row 1
     assert [t.get_text() for t in panels[0].get_yticklabels()] == ["skip", "simlabel_blend"]
     assert "no paired differences" in paired_differences_plot(paired.iloc[0:0]).texts[0].get_text()
+
+
+def test_every_method_is_paired_against_the_papers_simlabel_too():
+    results = _results()
+    simlabel = results[results["method"] == "skip"].assign(method="simlabel")
+    simlabel.loc[simlabel["annotator_id"] == "a", "n_correct"] = [2, 2]  # seeds 0, 1: a scores 2/4
+    _, _, _, paired, _, _, _ = summarise_paper_tables(pd.concat([results, simlabel]))
+    assert list(dict.fromkeys(paired["vs"])) == ["skip", "simlabel"]
+    row = paired[(paired["method"] == "simlabel_blend") & (paired["vs"] == "simlabel")].iloc[0]
+    # blend - simlabel: seed 0 (3/4 - 2/4) / 2 = 0.125, seed 1 (4/4 - 2/4) / 2 = 0.25.
+    assert row["mean_difference"] == pytest.approx(0.1875) and row["wins"] == 2

@@ -79,7 +79,8 @@ def summarise_paper_tables(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
         runs5 = runs5.assign(threshold=parts[1].str.removeprefix("T=").astype(float), formula=parts[2])
         table5 = runs5.groupby(["threshold", "formula"])["macro"].agg(["mean", "std", "count"]).reset_index()
 
-    references = [ref for ref in ("skip", "dawid_skene", "consensus") if ref in methods]
+    # Against no soft labels, the paper's method and the two crowd baselines.
+    references = [ref for ref in ("skip", "simlabel", "dawid_skene", "consensus") if ref in methods]
     paired = pd.concat([paired_differences(per_run, ref) for ref in references], ignore_index=True) if references else pd.DataFrame()
 
     metrics = {
@@ -134,7 +135,7 @@ def accuracy_vs_r_plot(table4: pd.DataFrame) -> Figure:
 
 def paired_differences_plot(paired: pd.DataFrame) -> Figure:
     """Forest plot of the paired differences at the lowest r, first architecture: one panel per
-    reference (skip, dawid_skene, consensus), each method's mean difference with its 95 % interval;
+    reference (skip, simlabel, dawid_skene, consensus), each method's mean difference with its 95 % interval;
     an interval clear of the zero line is a difference the seeds agree on."""
     references = list(dict.fromkeys(paired["vs"])) if not paired.empty else []
     n_rows = len(set(paired["method"]) | set(references))
