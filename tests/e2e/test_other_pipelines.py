@@ -48,7 +48,7 @@ def test_paper_tables_end_to_end(tiny_project, features_folder):
     ablation = pd.read_csv(reports / "paper_table_ablation.csv")
     assert len(ablation) == 3  # (0.5, product), (0.6, max), (0.6, product)
     paired = pd.read_csv(reports / "paper_table_paired.csv")
-    assert {"skip", "dawid_skene", "consensus"} == set(paired["vs"])
+    assert {"skip", "simlabel", "dawid_skene", "consensus"} == set(paired["vs"])
     assert (reports / "accuracy_vs_missing.png").stat().st_size > 0
     assert (reports / "paired_differences.png").stat().st_size > 0
 

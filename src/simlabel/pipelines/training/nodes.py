@@ -1,5 +1,6 @@
 """Train one method (``methods.<name>``) for every listed architecture, through
-``experiment.run_method``: the same function paper_tables calls."""
+``experiment.run_method``: the same function paper_tables calls; or blend trained methods
+(``blend_method``, ``experiment.blend``)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def blend_method(
     are in their own tables: the blend's ``training_history`` and ``imputed_labels`` are empty
     and its ``refined_similarity`` is the stage's ``similarity`` (reading the members' tables
     would make Kedro-Viz's layers circular: model_output -> models -> model_output)."""
-    split, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
+    _, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
     architectures = [a for a in checkpoints[0] if all(a in c for c in checkpoints)]
     results, payloads = {}, {}
     for architecture in architectures:
