@@ -102,3 +102,16 @@ def test_a_true_similarity_that_is_not_square_is_an_error(tmp_path):
     pd.DataFrame([[1.0, 0.5]], index=["A1"], columns=["A1", "A2"]).to_csv(tmp_path / "true_similarity.csv")
     with pytest.raises(FolderFormatError, match="true_similarity.csv: rows and columns must name the same annotators"):
         read_crowd_folder(tmp_path)
+
+
+def test_similarity_heatmaps_wrap_into_rows_of_three():
+    from simlabel.reports import similarity_heatmaps
+
+    names = [f"w{k}" for k in range(30)]
+    matrix = pd.DataFrame(np.eye(30), index=names, columns=names)
+    figure = similarity_heatmaps({f"m{k}": matrix for k in range(5)})
+    panels = [ax for ax in figure.axes if ax.images]
+    assert [ax.get_title() for ax in panels] == ["m0", "m1", "m2", "m3", "m4"]
+    rows = sorted({round(ax.get_position().y0, 3) for ax in panels})
+    assert len(rows) == 2 and sum(round(ax.get_position().y0, 3) == rows[1] for ax in panels) == 3
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == names  # every annotator named
