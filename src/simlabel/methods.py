@@ -34,9 +34,9 @@ def load_parameters() -> dict:
     return loader["parameters"]
 
 
-def method_names() -> list[str]:
-    """Names of ``methods:`` in configuration order."""
-    methods = load_parameters().get("methods") or {}
+def method_names(params: dict | None = None) -> list[str]:
+    """Names of ``methods:`` in configuration order (of ``params``, default: the project's)."""
+    methods = (load_parameters() if params is None else params).get("methods") or {}
     if not methods:
         raise UserError(f"no methods configured: add a `methods:` block to {PARAMETERS_FILE}")
     for name in methods:
@@ -90,7 +90,7 @@ def methods_to_train(methods: dict, crowd_baselines: dict | None = None) -> list
 def training_plan() -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
     """What the training pipeline builds from the configuration: ``methods_to_train`` and
     ``blend_members`` (``method_names`` checks the names first)."""
-    method_names()
     params = load_parameters()
+    method_names(params)
     methods, baselines = params["methods"], params.get("crowd_baselines") or {}
     return methods_to_train(methods, baselines), blend_members(methods, baselines)
