@@ -168,3 +168,22 @@ def test_a_method_setting_one_architecture_option_keeps_the_others():
     base = {"architecture_options": {"madl": {"confusion": "full", "embedding_dim": 16}, "padl": {"n_samples": 8}}}
     config = TrainConfig.from_params(base, {"architecture_options": {"madl": {"embedding_dim": 4}}})
     assert config.architecture_options == {"madl": {"confusion": "full", "embedding_dim": 4}, "padl": {"n_samples": 8}}
+
+
+def test_the_blend_node_refuses_a_member_trained_on_other_data():
+    tokens, label_matrix = features_set(seed=4)
+    classes = ["a", "b", "c"]
+    item_split = split_items(label_matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, 1)
+    similarity = compute_similarity(label_matrix, item_split, classes, {"min_overlap": 2})
+    def trained(name, split):
+        return train_method(tokens, None, label_matrix, split, similarity, classes, TRAINING, {"min_overlap": 2},
+                            MEMBERS[name], method_name=name)["checkpoint"]
+
+    mixed, ds = trained("mixed", item_split), trained("dawid_skene", item_split)
+    blend_method(tokens, None, label_matrix, item_split, similarity, classes, mixed, ds, method_name="blend",
+                 members=["mixed", "dawid_skene"])  # members of this split: fine
+    # A member's checkpoint left from another split of the same labels.
+    stale = trained("dawid_skene", split_items(label_matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, 2))
+    with pytest.raises(ValueError, match="member dawid_skene.s checkpoint was trained on other labels, split or classes"):
+        blend_method(tokens, None, label_matrix, item_split, similarity, classes, mixed, stale,
+                     method_name="blend", members=["mixed", "dawid_skene"])

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,8 @@ def train_method(
     return {
         **method_tables(results, method_name, label_matrix, names),
         "checkpoint": {
-            a: checkpoint(r, dataclasses.asdict(configs[a]), label_matrix, classes, input_shape) for a, r in results.items()
+            a: checkpoint(r, dataclasses.asdict(configs[a]), label_matrix, names, classes, input_shape)
+            for a, r in results.items()
         },
         "training_history": pd.concat(
             [r.history.assign(method=method_name, architecture=a) for a, r in results.items()], ignore_index=True
@@ -88,6 +90,12 @@ def blend_method(
     and its ``refined_similarity`` is the stage's ``similarity`` (reading the members' tables
     would make Kedro-Viz's layers circular: model_output -> models -> model_output)."""
     _, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
+    fingerprint = data_fingerprint(label_matrix, names)
+    for member, checkpoint_of in zip(members, checkpoints, strict=True):
+        for payload in checkpoint_of.values():  # a member's checkpoint left over from other data
+            if payload.get("data_fingerprint") != fingerprint or payload["classes"] != list(classes):
+                raise ValueError(f"{method_name}: member {member}'s checkpoint was trained on other labels, split or "
+                                 f"classes than these; rerun {member} (kedro run --namespaces={member})")
     architectures = [a for a in checkpoints[0] if all(a in c for c in checkpoints)]
     results, payloads = {}, {}
     for architecture in architectures:
@@ -105,7 +113,7 @@ def blend_method(
         **tables,
         "checkpoint": {
             a: checkpoint(r, {"blend_of": members, "members": [p["config"] for p in payloads[a]]}, label_matrix,
-                          classes, payloads[a][0]["input_shape"], val.query("architecture == @a"))
+                          names, classes, payloads[a][0]["input_shape"], val.query("architecture == @a"))
             for a, r in results.items()
         },
         "training_history": pd.DataFrame(columns=["method", "architecture"]),
@@ -129,6 +137,14 @@ def _inputs(embeddings, label_matrix: pd.DataFrame, item_split: pd.DataFrame, si
     return Split.from_names(names), names, tokens[:, None, :] if tokens.ndim == 2 else tokens
 
 
+def data_fingerprint(label_matrix: pd.DataFrame, split: pd.Series) -> str:
+    """A hash of the labels, their item and annotator ids and the split a model was trained on."""
+    digest = hashlib.sha256(np.ascontiguousarray(label_matrix.to_numpy(dtype=np.int64)).tobytes())
+    for part in (label_matrix.index, label_matrix.columns, split):
+        digest.update("\x1f".join(map(str, part)).encode())
+    return digest.hexdigest()[:16]
+
+
 def method_tables(results: dict, method_name: str, label_matrix: pd.DataFrame, names: pd.Series) -> dict:
     """The prediction tables of trained (or blended) models, ``{architecture: TrainingResult}``."""
     context = {"method": method_name, "label_matrix": label_matrix, "split": names}
@@ -139,7 +155,7 @@ def method_tables(results: dict, method_name: str, label_matrix: pd.DataFrame, n
     }
 
 
-def checkpoint(result: TrainingResult, config: dict, label_matrix: pd.DataFrame, classes, input_shape,
+def checkpoint(result: TrainingResult, config: dict, label_matrix: pd.DataFrame, split: pd.Series, classes, input_shape,
                val_predictions: pd.DataFrame | None = None) -> dict:
     """Everything needed to rebuild the model (``model_from_checkpoint``) and name its outputs.
     A blend has no epochs: its validation accuracy is computed from ``val_predictions``."""
@@ -153,6 +169,7 @@ def checkpoint(result: TrainingResult, config: dict, label_matrix: pd.DataFrame,
         "config": config,
         "input_shape": tuple(int(s) for s in input_shape),
         "annotators": list(label_matrix.columns),
+        "data_fingerprint": data_fingerprint(label_matrix, split),
         "classes": list(classes),
         "best_epoch": None if val_predictions is not None else result.best_epoch,
         "best_val_accuracy": val_accuracy,
