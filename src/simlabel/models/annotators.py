@@ -21,6 +21,19 @@ import torch
 from torch import nn
 
 
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``torch.log_softmax(logits, dim=-1)``. On the CPU, torch's kernel costs about 15 ns per
+    row when the class axis is short: (32, 220, 10) logits take 1.05 ms forward and 1.64 ms with
+    the backward, against 0.24 / 0.41 ms for the same formula as a few whole-tensor ops (max
+    shift, exp, sum, log; torch 2.14, one thread). Tensors with few rows keep torch's kernel,
+    which has less overhead there."""
+    n_classes = logits.shape[-1]
+    if logits.device.type != "cpu" or n_classes > 64 or logits.numel() < 256 * n_classes:
+        return torch.log_softmax(logits, dim=-1)
+    shifted = logits - logits.detach().amax(-1, keepdim=True)  # the shift's gradient is 0 analytically
+    return shifted - shifted.exp().sum(-1, keepdim=True).log()
+
+
 class Standardize(nn.Module):
     """(x - mean) / std with statistics fixed at construction.
 
@@ -107,8 +120,8 @@ class HeadsModel(nn.Module):
         """(B, A, C) log-probabilities, or (E, C) for the entries (``items[e]`` of the batch,
         ``annotators[e]``) only."""
         if items is None:
-            return torch.log_softmax(self.heads(self.trunk(tokens)), dim=-1)
-        return torch.log_softmax(head_entries(self.heads, self.trunk(tokens)[items], annotators), dim=-1)
+            return log_softmax(self.heads(self.trunk(tokens)))
+        return log_softmax(head_entries(self.heads, self.trunk(tokens)[items], annotators))
 
     def annotator_parameters(self) -> list[nn.Parameter]:
         return _batched_parameters(self.heads)
@@ -153,7 +166,7 @@ class QueryModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         out, _ = self._attend(tokens)  # (B, A, hidden)
-        return torch.log_softmax(self.heads(out), dim=-1)
+        return log_softmax(self.heads(out))
 
     @torch.no_grad()
     def cross_attention(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -193,7 +206,7 @@ class ConfusionModel(nn.Module):
 
     def truth_log_proba(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, C) log p(y | x) of the ground-truth head."""
-        return torch.log_softmax(self.truth_head(self.trunk(tokens)), dim=-1)
+        return log_softmax(self.truth_head(self.trunk(tokens)))
 
     def confusion_log_proba(self, hidden: torch.Tensor, annotators: torch.Tensor | None = None) -> torch.Tensor:
         """(B, A, C_true, C_label) log P(z | x, a, y); with ``annotators`` (E,), ``hidden`` is
@@ -206,7 +219,7 @@ class ConfusionModel(nn.Module):
         c = self.n_classes
         eye = torch.eye(c, device=hidden.device, dtype=hidden.dtype)
         if self.confusion == "full":
-            return torch.log_softmax(logits.view(*logits.shape[:-1], c, c) + self.diagonal_prior * eye, dim=-1)
+            return log_softmax(logits.view(*logits.shape[:-1], c, c) + self.diagonal_prior * eye)
         correct = torch.nn.functional.logsigmoid(logits + self.diagonal_prior)  # (..., C)
         wrong = torch.nn.functional.logsigmoid(-(logits + self.diagonal_prior)) - math.log(c - 1)
         return torch.where(eye.bool(), correct[..., None], wrong[..., None])
@@ -216,13 +229,13 @@ class ConfusionModel(nn.Module):
         if items is not None:
             return self._entries(tokens, items, annotators)
         hidden = self.trunk(tokens)
-        log_truth = torch.log_softmax(self.truth_head(hidden), dim=-1)  # (B, C)
+        log_truth = log_softmax(self.truth_head(hidden))  # (B, C)
         log_confusion = self.confusion_log_proba(hidden)  # (B, A, C, C)
         return torch.logsumexp(log_truth[:, None, :, None] + log_confusion, dim=2)
 
     def _entries(self, tokens: torch.Tensor, items: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
         hidden = self.trunk(tokens)[items]  # (E, H)
-        log_truth = torch.log_softmax(self.truth_head(hidden), dim=-1)  # (E, C)
+        log_truth = log_softmax(self.truth_head(hidden))  # (E, C)
         return torch.logsumexp(log_truth[:, :, None] + self.confusion_log_proba(hidden, annotators), dim=1)
 
     def annotator_parameters(self) -> list[nn.Parameter]:
@@ -271,9 +284,9 @@ class GaussianModel(nn.Module):
 
     def _sample(self, mean: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.n_samples == 0 or self.sigma_scale == 0:
-            return torch.log_softmax(mean, dim=-1)
+            return log_softmax(mean)
         noise = torch.randn((self.n_samples, *mean.shape), device=mean.device, dtype=mean.dtype)
-        log_p = torch.log_softmax(mean + sigma * noise, dim=-1)  # (S, B, A, C)
+        log_p = log_softmax(mean + sigma * noise)  # (S, B, A, C)
         if self.training:
             return log_p
         return torch.logsumexp(log_p, dim=0) - math.log(self.n_samples)
