@@ -49,32 +49,40 @@ def method_names(params: dict | None = None) -> list[str]:
 BLEND_KEY = "blend_of"
 
 
-def blend_members(methods: dict, crowd_baselines: dict | None = None) -> dict[str, list[str]]:
-    """``{blend: [member, ...]}`` for every method block that is ``{blend_of: [names]}``: a
-    method whose predictions are the mean of other methods' (``experiment.blend``). Members name
-    a method of ``methods`` or of ``crowd_baselines`` and are not blends themselves.
-
-    Raises ``UserError`` naming the block when a blend is malformed."""
+def blend_problems(methods: dict, crowd_baselines: dict | None = None) -> list[tuple[str, str]]:
+    """``(key, problem)`` of every malformed blend block (``{blend_of: [names]}``): members must
+    name two or more different methods of ``methods`` or ``crowd_baselines`` that are not blends
+    themselves, and a blend has no other options."""
     named = {**(crowd_baselines or {}), **methods}
-    blends = {}
+    problems = []
     for name, block in methods.items():
         if not isinstance(block, dict) or BLEND_KEY not in block:
             continue
-        members = block[BLEND_KEY]
-        where = f"methods.{name}.{BLEND_KEY} ({PARAMETERS_FILE})"
+        members, key = block[BLEND_KEY], f"methods.{name}.{BLEND_KEY}"
         if set(block) != {BLEND_KEY}:
-            raise UserError(f"{where}: a blend has no other options (its members carry them); "
-                            f"remove {sorted(set(block) - {BLEND_KEY})}")
+            problems.append((key, f"a blend has no other options (its members carry them); "
+                                  f"remove {sorted(set(block) - {BLEND_KEY})}"))
         if not isinstance(members, list) or len(members) < 2 or len(set(map(str, members))) < len(members):
-            raise UserError(f"{where}: must list at least two different method names, got {members!r}")
+            problems.append((key, f"must list at least two different method names, got {members!r}"))
+            continue
         for member in members:
             if member not in named:
-                raise UserError(f"{where}: {member!r} is not a method of methods: or crowd_baselines:; "
-                                f"choose from {' | '.join(map(str, named))}")
-            if isinstance(named[member], dict) and BLEND_KEY in named[member]:
-                raise UserError(f"{where}: {member!r} is itself a blend; list its members instead")
-        blends[name] = list(members)
-    return blends
+                problems.append((key, f"{member!r} is not a method of methods: or crowd_baselines:; "
+                                      f"choose from {' | '.join(map(str, named))}"))
+            elif isinstance(named[member], dict) and BLEND_KEY in named[member]:
+                problems.append((key, f"{member!r} is itself a blend; list its members instead"))
+    return problems
+
+
+def blend_members(methods: dict, crowd_baselines: dict | None = None) -> dict[str, list[str]]:
+    """``{blend: [member, ...]}`` for every method block that is ``{blend_of: [names]}``: a
+    method whose predictions are the mean of other methods' (``experiment.blend``).
+
+    Raises ``UserError`` naming the block when a blend is malformed (``blend_problems``)."""
+    for key, problem in blend_problems(methods, crowd_baselines)[:1]:
+        raise UserError(f"{key} ({PARAMETERS_FILE}): {problem}")
+    return {name: list(block[BLEND_KEY]) for name, block in methods.items()
+            if isinstance(block, dict) and BLEND_KEY in block}
 
 
 def methods_to_train(methods: dict, crowd_baselines: dict | None = None) -> list[tuple[str, str]]:

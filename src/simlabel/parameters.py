@@ -29,7 +29,7 @@ from simlabel.core.similarity import SIMILARITY_ESTIMATORS
 from simlabel.core.soft_labels import CONFIDENCE_FORMULAS
 from simlabel.errors import UserError
 from simlabel.folder import INPUT_KINDS
-from simlabel.methods import BLEND_KEY, blend_members
+from simlabel.methods import BLEND_KEY, blend_problems
 from simlabel.models.annotators import ARCHITECTURES
 from simlabel.training.config import TrainConfig, architecture_list
 
@@ -405,11 +405,8 @@ def _cross_stage(params: dict) -> list[Problem]:
         return []
     problems = []
     baselines = params.get("crowd_baselines")
-    try:
-        blend_members(methods, baselines if isinstance(baselines, dict) else {})
-    except UserError as error:
-        where, _, problem = str(error).partition(": ")
-        problems.append(Problem(where.split(" (")[0], FILES["methods"], problem))
+    for key, problem in blend_problems(methods, baselines if isinstance(baselines, dict) else {}):
+        problems.append(Problem(key, FILES["methods"], problem))
     predict = params.get("predict")
     if isinstance(predict, dict) and isinstance(predict.get("method"), str) and predict["method"] not in methods:
         problems.append(Problem("predict.method", FILES["predict"], _not_a_method(predict["method"], methods)))

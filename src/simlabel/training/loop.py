@@ -292,8 +292,7 @@ def train_annotator_models(
     if config.state_path and rank == 0 and throttle.pending:
         save_state(state, config.state_path, run_id, throttle, model, optimisation, generators, sim, cycler, device)
     if rank == 0 and state.stopped(warmup_epochs, config.patience):
-        logger.info("%searly stop: no validation improvement for %d epochs",
-                    f"{config.run_name}: " if config.run_name else "", config.patience)
+        logger.info("%searly stop: no validation improvement for %d epochs", _named(config.run_name), config.patience)
     if rank == 0 and data.val_items.size == 0:
         logger.warning("no validation labels: no early stopping, the last epoch's model is kept")
 
@@ -303,10 +302,15 @@ def train_annotator_models(
                           sim.cpu().numpy().astype(np.float64), cycler, data.inputs, eval_batch)
 
 
+def _named(run_name: str) -> str:
+    """Log-line prefix naming the run (methods train in parallel processes)."""
+    return f"{run_name}: " if run_name else ""
+
+
 def log_epoch(state: TrainState, max_epochs: int, run_name: str = "") -> None:
     row = state.history[-1]
     logger.info("%sepoch %3d/%d  loss %.4f (ce %.4f, kl %.4f)  val acc %.3f  best %.3f @ %d  imputed %d  %.2fs",
-                f"{run_name}: " if run_name else "", row["epoch"], max_epochs, row["loss"], row["ce"], row["kl"], row["val_mean_accuracy"],
+                _named(run_name), row["epoch"], max_epochs, row["loss"], row["ce"], row["kl"], row["val_mean_accuracy"],
                 state.best_accuracy, state.best_epoch, row["imputed_total"], row["seconds"])
 
 
