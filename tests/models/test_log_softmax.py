@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simlabel.models.annotators import log_softmax
+from simlabel.models.annotators import log_softmax, uses_torch_log_softmax
 
 
-@pytest.mark.parametrize("shape", [(3, 4), (128, 1, 10), (32, 220, 10), (4, 8, 30, 5, 5), (300, 100)])
+# Shapes that take the whole-tensor formula (the others are torch's kernel itself).
+@pytest.mark.parametrize("shape", [(256, 3), (32, 220, 10), (4, 8, 30, 5, 5), (1408, 10)])
 def test_values_and_gradients_equal_torchs(shape):
+    assert not uses_torch_log_softmax(torch.zeros(shape))
     torch.manual_seed(0)
     logits = (torch.randn(shape) * 20).requires_grad_()  # large logits: the shift matters
     weights = torch.randn(shape)
@@ -20,6 +22,11 @@ def test_values_and_gradients_equal_torchs(shape):
     (theirs * weights).sum().backward()
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)  # float32 rounding of outputs down to -100
     torch.testing.assert_close(ours_grad, logits.grad, atol=2e-6, rtol=1e-5)
+
+
+def test_few_rows_and_long_class_axes_keep_torchs_kernel():
+    assert uses_torch_log_softmax(torch.zeros(128, 1, 10)) and uses_torch_log_softmax(torch.zeros(300, 100))
+    assert not uses_torch_log_softmax(torch.zeros(256, 10))
 
 
 def test_masked_classes_and_rows_by_hand():
