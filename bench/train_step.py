@@ -42,7 +42,7 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
     similarity = torch.from_numpy(kappa_matrix(labels, n_classes, 2).astype(np.float32))
     model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
                         feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=128, dropout=0.2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     weight = 1.0 if n_annotators > 1 else 0.0
     sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(seed)) if k else None
 

@@ -17,7 +17,7 @@ def head_gradients(unlabeled_weight: float) -> torch.Tensor:
     loss, _ = simlabel_loss(log_p, labels, p_soft, has_soft, unlabeled_weight)
     loss.backward()
     head = model.heads[-1]
-    return torch.cat([head.weight.grad.flatten(1), head.bias.grad], dim=1)  # (A, H*C + C)
+    return torch.cat([head.maps.grad.flatten(1), head.bias.grad], dim=1)  # (A, H*C + C)
 
 
 def test_skip_sends_no_gradient_from_unlabelled_entries():

