@@ -103,3 +103,29 @@ def test_transport_matrices_from_counts():
     np.testing.assert_allclose(t[1, 0, 0], [(1 + 1e-3) / 4.002, (3 + 1e-3) / 4.002], rtol=1e-5)
     # No overlap: identity-like (the paper's soft label).
     assert t[2, 0, 0].argmax() == 0 and t[2, 0, 1].argmax() == 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_soft_labels_equal_eq4_entry_by_entry_with_an_asymmetric_similarity(seed):
+    """The batched (B, L, A) computation against Eq. 4 written out per entry; an asymmetric
+    similarity with zero rows and negative values catches a transposed or mis-normalised weight."""
+    generator = torch.Generator().manual_seed(seed)
+    n_items, n_annotators, n_classes = 7, 6, 3
+    labels = torch.randint(0, n_classes, (n_items, n_annotators), generator=generator)
+    labels[torch.rand(n_items, n_annotators, generator=generator) < 0.6] = -1
+    labels[0] = -1  # an item nobody labelled
+    similarity = torch.rand(n_annotators, n_annotators, generator=generator) - 0.2
+    similarity[2] = 0.0  # annotator 2: uniform weights
+    probs = torch.softmax(torch.randn(n_items, n_annotators, n_classes, generator=generator), -1)
+    p_soft, has_soft = soft_labels(probs, labels, similarity)
+    for i in range(n_items):
+        for a in range(n_annotators):
+            others = [k for k in range(n_annotators) if labels[i, k] >= 0 and k != a]
+            assert bool(has_soft[i, a]) == bool(others)
+            if not others:
+                assert torch.equal(p_soft[i, a], torch.zeros(n_classes))
+                continue
+            raw = torch.stack([similarity[a, k] for k in others])
+            weights = raw / raw.sum() if raw.sum() > 0 else torch.full((len(others),), 1 / len(others))
+            expected = sum(w * probs[i, k] for w, k in zip(weights, others, strict=True))
+            torch.testing.assert_close(p_soft[i, a], expected)

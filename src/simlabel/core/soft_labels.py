@@ -61,14 +61,22 @@ def weighted_soft_labels(
     has_soft : (...) bool, the entry has at least one labeller other than its annotator.
     """
     others = valid & (index != annotators[..., None])  # (..., L)
-    raw = similarity[annotators[..., None], index] * others
-    total = raw.sum(-1, keepdim=True)
-    count = others.sum(-1, keepdim=True)
-    uniform = others / count.clamp(min=1)
-    weights = torch.where(total > 0, raw / total.clamp(min=torch.finfo(raw.dtype).tiny), uniform)
+    weights, has_soft = labeller_weights(similarity[annotators[..., None], index], others, dim=-1)
     if transport is not None:  # (..., L, C, C): P(a says z | k says c)
         sources = torch.einsum("...lc,...lcz->...lz", sources, transport[annotators[..., None], index])
-    return torch.einsum("...l,...lc->...c", weights, sources), count.squeeze(-1) > 0
+    return torch.einsum("...l,...lc->...c", weights, sources), has_soft
+
+
+def labeller_weights(pair_similarity: torch.Tensor, others: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 4's weights along the labeller axis ``dim``: ``S_ak`` over the labellers ``others``
+    (bool, same shape), normalised to sum 1; uniform over them where those similarities sum to
+    0. Also returns whether any labeller is left (``dim`` reduced away)."""
+    raw = pair_similarity * others
+    total = raw.sum(dim, keepdim=True)
+    count = others.sum(dim, keepdim=True)
+    uniform = others / count.clamp(min=1)
+    weights = torch.where(total > 0, raw / total.clamp(min=torch.finfo(raw.dtype).tiny), uniform)
+    return weights, count.squeeze(dim) > 0
 
 
 def labeller_sources(probs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, source: str) -> torch.Tensor:
@@ -113,10 +121,20 @@ def soft_labels(
     """
     index, valid = labeller_index(labels >= 0)
     sources = labeller_sources(probs, labels, index, source)  # (B, L, C)
-    annotators = torch.arange(labels.shape[1], device=labels.device)[None, :]
-    return weighted_soft_labels(
-        similarity.to(probs.dtype), annotators, index[:, None, :], valid[:, None, :], sources[:, None], transport
-    )
+    similarity = similarity.to(probs.dtype)
+    annotators = torch.arange(labels.shape[1], device=labels.device)
+    if transport is not None:
+        return weighted_soft_labels(
+            similarity, annotators[None, :], index[:, None, :], valid[:, None, :], sources[:, None], transport
+        )
+    # Laid out (B, L, A), so the elementwise work runs along the long, contiguous annotator
+    # axis: in weighted_soft_labels' (B, A, L) layout the short last axis made it ~4x slower
+    # (CIFAR-10N, 128 x 747, one thread: 9-16 ms against ~2 ms).
+    n_items, width = index.shape
+    pair_similarity = similarity.index_select(1, index.reshape(-1)).t().contiguous().view(n_items, width, -1)  # S[a, k_bl]
+    others = valid[:, :, None] & (index[:, :, None] != annotators)
+    weights, has_soft = labeller_weights(pair_similarity, others, dim=1)
+    return torch.bmm(weights.transpose(1, 2), sources), has_soft
 
 
 def confidence(p: torch.Tensor, formula: str = "product") -> torch.Tensor:
