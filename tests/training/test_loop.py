@@ -183,11 +183,19 @@ def test_imputing_from_the_annotators_own_predictions(data):
     run = prepare_data(tokens, labels, train_rows, val_rows, config, torch.device("cpu"))
     cycler = ConfidenceCycler(run.train_labels, n_classes, threshold=0.0)
     sim = torch.as_tensor(result.similarity, dtype=torch.float32)
-    rows, cols, imputed, _ = propose(result.model, run, sim, None, cycler, config, 512, 0, 1)
+    (rows, cols, imputed, _), predicted = propose(result.model, run, sim, None, cycler, config, 512, 0, 1)
     own = torch.cat([log_p for _, log_p in predict_log_proba(result.model, run.inputs, run.train_items)]).argmax(-1)
     position = {item: k for k, item in enumerate(run.train_items)}
     np.testing.assert_array_equal(imputed, own.numpy()[[position[r] for r in rows], cols])
     assert (run.train_labels[rows, cols] == -1).all() and len(rows) > 0
+    # The predictions refresh: models reads, handed over instead of a second pass over the items.
+    np.testing.assert_array_equal(predicted, predict_labels(result.model, run.inputs, run.train_items))
+    without_counts = ConfidenceCycler(run.train_labels, n_classes, threshold=0.0, track_counts=False)
+    chosen, _ = propose(result.model, run, sim, None, without_counts, config, 512, 0, 1)
+    for got, expected in zip(chosen, (rows, cols, imputed), strict=False):
+        np.testing.assert_array_equal(got, expected)
+    assert without_counts.apply(chosen, 1) is None and cycler.apply(chosen, 1) is not None
+    np.testing.assert_array_equal(without_counts.imputed.label, cycler.imputed.label)
 
 
 def test_model_refresh_moves_the_similarity_towards_the_truth():

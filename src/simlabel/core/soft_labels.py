@@ -147,6 +147,6 @@ def confidence(p: torch.Tensor, formula: str = "product") -> torch.Tensor:
     top = p.max(-1).values
     if formula == "max":
         return top
-    entropy = -torch.special.xlogy(p, p).sum(-1)
+    entropy = -(p * p.clamp(min=torch.finfo(p.dtype).tiny).log()).sum(-1)  # 0 log 0 = 0; xlogy is 4x slower
     certainty = 1.0 - entropy / math.log(p.shape[-1])
     return certainty if formula == "entropy" else top * certainty

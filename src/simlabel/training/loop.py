@@ -264,7 +264,8 @@ def train_annotator_models(
     targets = batch_targets(config, data.fixed_soft, generators["entries"])
     sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
     cycler = ConfidenceCycler(
-        data.train_labels, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh
+        data.train_labels, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh,
+        track_counts=config.refresh != "models" or config.soft_label_transport,
     ) if config.cycling else None
 
     run_id = fingerprint(config, tokens, labels, train_rows, val_rows) if config.state_path else ""
@@ -282,10 +283,10 @@ def train_annotator_models(
                                    generators["order"], rank, world)
         n_imputed = 0
         if cycler is not None and epoch % config.cycle_every == 0:
-            proposed = propose(model, data, sim, transport, cycler, config, eval_batch, rank, world)
+            proposed, predicted = propose(model, data, sim, transport, cycler, config, eval_batch, rank, world)
             n_imputed, refreshed = len(proposed[0]), cycler.apply(proposed, epoch)
             if config.refresh == "models":
-                refreshed = model_similarity(model, data, n_classes, config.min_overlap, eval_batch)
+                refreshed = model_similarity(model, data, n_classes, config.min_overlap, eval_batch, predicted)
             if refreshed is not None:
                 sim = torch.as_tensor(refreshed, dtype=torch.float32, device=device)
                 transport = label_transport(cycler, data.train_labels, n_classes, config, device)
@@ -332,9 +333,12 @@ def label_transport(cycler, train_labels, n_classes, config, device) -> torch.Te
     return torch.from_numpy(matrices).to(device)
 
 
-def model_similarity(model, data: RunData, n_classes: int, min_overlap: int, batch_size: int) -> np.ndarray:
-    """``refresh: models``: observed kappa shrunk towards the models' kappa on the training items."""
-    predicted = predict_labels(model, data.inputs, data.train_items, batch_size)
+def model_similarity(model, data: RunData, n_classes: int, min_overlap: int, batch_size: int,
+                     predicted: np.ndarray | None = None) -> np.ndarray:
+    """``refresh: models``: observed kappa shrunk towards the models' kappa on the training items
+    (``predicted``: the models' (len(train_items), A) labels there, if already at hand)."""
+    if predicted is None:
+        predicted = predict_labels(model, data.inputs, data.train_items, batch_size)
     return model_informed_kappa(data.train_labels, predicted, n_classes, min_overlap)
 
 
@@ -348,21 +352,24 @@ def validation_accuracy(model, data: RunData, batch_size: int) -> float:
 def propose(model, data: RunData, sim, transport, cycler, config, batch_size, rank, world) -> tuple:
     """This cycle's confident imputations (SPEC section 4), gathered from every rank: from the
     pooled soft labels (the paper) or, with ``impute_from: own_prediction``, from each missing
-    annotator's own model (its learned tendency, not a copy of the labellers' labels)."""
-    parts = []
+    annotator's own model (its learned tendency, not a copy of the labellers' labels). Also the
+    models' predicted labels on every training item, which ``refresh: models`` reads (None with
+    several ranks: each saw only its share)."""
+    parts, predicted = [], []
     for rows, log_p in predict_log_proba(model, data.inputs, data.train_items[rank::world], batch_size):
         labels = data.y_train[torch.from_numpy(rows).to(data.y_train.device)]
         p_soft, has_soft = soft_labels(mean_probability(log_p), labels, sim, config.soft_label_source, transport)
         if config.impute_from == "own_prediction":
             p_soft = mean_probability(log_p)
         parts.append(cycler.propose(rows, p_soft, has_soft))
+        predicted.append(log_p.argmax(-1).cpu().numpy())
     chosen = tuple(np.concatenate(column) for column in zip(*parts, strict=True)) if parts else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     if world == 1:
-        return chosen
+        return chosen, np.concatenate(predicted) if predicted else None
     gathered: list = [None] * world
     torch.distributed.all_gather_object(gathered, chosen)
-    return tuple(np.concatenate(column) for column in zip(*gathered, strict=True))
+    return tuple(np.concatenate(column) for column in zip(*gathered, strict=True)), None
 
 
 def save_state(state: TrainState, path, run_id, throttle: SaveThrottle, model, optimisation, generators, sim, cycler,
