@@ -6,7 +6,8 @@ similarity-weighted soft labels, CE + KL loss, backward, AdamW step: the trainin
 batch. Two ways for A = 747:
 - dense (the paper, ``soft_entries_per_item: null``): every (item, annotator) entry, (B, A, C);
 - sampled (``soft_entries_per_item: k``): the observed entries and k random soft-labelled missing
-  entries per item (an unbiased estimate of the KL mean), (E, C) with E = B * (3 + k).
+  entries per item (an unbiased estimate of the KL mean), (E, C) with E = B * (3 + k); its labels
+  are compressed rows (``LabelRows``), as the training loop gives them.
 The A = 1 baseline keeps one label per item (one annotator, nothing to soft-label). Also prints
 the peak memory of a step as the number of annotators grows.
 
@@ -26,6 +27,7 @@ import torch
 from _common import emit, load_cifar10n, machine
 
 from simlabel.core.kappa import kappa_matrix
+from simlabel.core.label_rows import LabelRows
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.annotators import build_model
@@ -45,12 +47,13 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     weight = 1.0 if n_annotators > 1 else 0.0
     sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(seed)) if k else None
+    label_rows = LabelRows.from_matrix(labels) if k else None
 
     def step() -> float:
         rows = torch.from_numpy(rng.choice(n_items, batch, replace=False))
         started = time.perf_counter()
         if k:
-            loss, _ = simlabel_loss(*sampled(model, tokens[rows], rows, y[rows], y[rows], similarity, None), weight)
+            loss, _ = simlabel_loss(*sampled(model, tokens[rows], rows, label_rows, label_rows, similarity, None), weight)
         else:
             log_p = model(tokens[rows])
             p_soft, has_soft = soft_labels(log_p.exp(), y[rows], similarity) if weight else (None, None)

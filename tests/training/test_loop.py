@@ -108,6 +108,7 @@ def test_finetuning_the_backbone_end_to_end():
 @pytest.mark.parametrize("architecture", ["heads", "madl"])
 @pytest.mark.parametrize("source", ["predictions", "mixed"])
 def test_sampling_every_soft_entry_gives_the_dense_loss(architecture, source):
+    from simlabel.core.label_rows import LabelRows
     from simlabel.core.losses import simlabel_loss
     from simlabel.core.soft_labels import soft_labels
     from simlabel.models.annotators import build_model
@@ -125,12 +126,47 @@ def test_sampling_every_soft_entry_gives_the_dense_loss(architecture, source):
     log_p = model(tokens)
     p_soft, has_soft = soft_labels(log_p.exp(), labels, similarity, source)
     dense, dense_parts = simlabel_loss(log_p, labels, p_soft, has_soft, 1.0)
+    rows = LabelRows.from_matrix(labels)
     sampled, sampled_parts = simlabel_loss(
         *SampledTargets(source, n_annotators, torch.Generator().manual_seed(0))(
-            model, tokens, np.arange(n_items), labels, labels, similarity, None
+            model, tokens, np.arange(n_items), rows, rows, similarity, None
         )[:4], 1.0
     )
     assert int(sampled_parts["n_observed"]) == int(dense_parts["n_observed"])
+    assert int(sampled_parts["n_soft"]) == int(dense_parts["n_soft"])
+    torch.testing.assert_close(sampled, dense)
+
+
+@pytest.mark.parametrize("source", ["predictions", "mixed"])
+def test_sampled_imputed_targets_are_hard_targets_as_in_the_dense_loss(source):
+    """Under ``imputed_as_targets`` an imputed entry gets cross-entropy on its imputed label,
+    is never drawn as a soft entry, and soft labels still come from the observed labellers."""
+    from simlabel.core.label_rows import LabelRows
+    from simlabel.core.losses import simlabel_loss
+    from simlabel.core.soft_labels import soft_labels
+    from simlabel.models.annotators import build_model
+    from simlabel.training.targets import SampledTargets
+
+    torch.manual_seed(1)
+    n_items, n_annotators, n_classes, dim = 14, 6, 3, 5
+    model = build_model("heads", in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
+                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=8, dropout=0.0).eval()
+    tokens = torch.randn(n_items, 1, dim)
+    labels = torch.randint(0, n_classes, (n_items, n_annotators))
+    labels[torch.rand(n_items, n_annotators) < 0.6] = -1
+    hard = torch.where((labels < 0) & (torch.rand(n_items, n_annotators) < 0.4),
+                       torch.randint(0, n_classes, (n_items, n_annotators)), labels)  # imputed entries
+    assert ((hard >= 0) & (labels < 0)).sum() > 5
+    similarity = torch.rand(n_annotators, n_annotators)
+    log_p = model(tokens)
+    p_soft, has_soft = soft_labels(log_p.exp(), labels, similarity, source)
+    dense, dense_parts = simlabel_loss(log_p, hard, p_soft, has_soft, 1.0)
+    sampled, sampled_parts = simlabel_loss(
+        *SampledTargets(source, n_annotators, torch.Generator().manual_seed(0))(
+            model, tokens, np.arange(n_items), LabelRows.from_matrix(labels), LabelRows.from_matrix(hard), similarity, None
+        )[:4], 1.0
+    )
+    assert int(sampled_parts["n_observed"]) == int((hard >= 0).sum()) == int(dense_parts["n_observed"])
     assert int(sampled_parts["n_soft"]) == int(dense_parts["n_soft"])
     torch.testing.assert_close(sampled, dense)
 
@@ -143,6 +179,30 @@ def test_training_with_sampled_soft_entries(data):
     assert (result.history["kl"] > 0).all()
     with pytest.raises(ValueError, match="soft_entries_per_item"):
         TrainConfig.from_params({"architecture": "qumatl", "soft_entries_per_item": 4})
+
+
+def test_sampled_steps_train_on_the_imputations_when_asked(data, monkeypatch):
+    from simlabel.training.targets import SampledTargets
+
+    seen = []
+    original = SampledTargets.__call__
+
+    def spy(self, model, inputs, rows, labels, targets, similarity, transport):
+        seen.append((labels.to_matrix(), targets.to_matrix()))
+        return original(self, model, inputs, rows, labels, targets, similarity, transport)
+
+    monkeypatch.setattr(SampledTargets, "__call__", spy)
+    _, labels, train_rows, _, _, _ = data
+    result = train(data, soft_entries_per_item=2, cycling=True, imputed_as_targets=True, threshold=0.3,
+                   learning_rate=0.01, refresh="paper", impute_from="soft_label", max_epochs=4, patience=10)
+    observed = np.where(train_rows[:, None], labels, -1)
+    np.testing.assert_array_equal(seen[0][0], observed)
+    np.testing.assert_array_equal(seen[0][1], observed)  # nothing imputed before the first cycle
+    last_labels, last_targets = seen[-1]
+    np.testing.assert_array_equal(last_labels, observed)
+    imputed_in_targets = last_targets != observed
+    assert imputed_in_targets.sum() > 0 and (observed[imputed_in_targets] == -1).all()
+    assert (result.imputed.label[imputed_in_targets] != -1).all()
 
 
 def test_resume_refuses_a_state_saved_by_another_run(data, tmp_path):

@@ -22,6 +22,7 @@ import torch
 
 from simlabel.core.cycling import ConfidenceCycler
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
+from simlabel.core.label_rows import LabelRows
 from simlabel.core.labels import MISSING, rows_only
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
@@ -66,6 +67,7 @@ class RunData:
         same as numpy, ``val_labels`` the validation ones.
     train_items, val_items : item rows with a training target / a validation label.
     fixed_soft : (N, A, C) fixed soft targets or None.
+    label_rows : the training labels as compressed rows (what the sampled step reads).
     """
 
     inputs: BatchSource
@@ -77,6 +79,7 @@ class RunData:
     fixed_soft: torch.Tensor | None
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
+    label_rows: LabelRows
 
 
 @dataclass
@@ -129,7 +132,7 @@ def prepare_data(tokens, labels, train_rows, val_rows, config, device, frames=No
     return RunData(
         inputs, torch.from_numpy(train_labels).to(device), train_labels, val_labels, train_items,
         np.flatnonzero((val_labels != MISSING).any(1)), fixed_soft, pooled.mean(0),
-        pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]),
+        pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]), LabelRows.from_matrix(train_labels, device),
     )
 
 
@@ -211,12 +214,18 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
     steps = math.ceil(len(data.train_items) / config.batch_size)
     totals = torch.zeros(3, device=device)  # summed on the device: no host sync per step
     perm = data.train_items[torch.randperm(len(data.train_items), generator=order).numpy()]
+    hard_rows = data.label_rows
+    if not targets.dense_rows and config.imputed_as_targets and cycler is not None and cycler.n_imputed:
+        hard_rows = LabelRows.from_matrix(cycler.imputed.merged_with(data.train_labels), device)
     for lo in range(0, len(perm), config.batch_size):
         rows = perm[lo : lo + config.batch_size][rank::world][: max(1, config.batch_size // world)]
-        y_batch = data.y_train[torch.from_numpy(rows).to(device)]
-        hard = y_batch
-        if config.imputed_as_targets and cycler is not None:
-            hard = torch.from_numpy(cycler.imputed.merged_with(data.train_labels, rows)).to(device)
+        if targets.dense_rows:
+            y_batch = data.y_train[torch.from_numpy(rows).to(device)]
+            hard = y_batch
+            if config.imputed_as_targets and cycler is not None:
+                hard = torch.from_numpy(cycler.imputed.merged_with(data.train_labels, rows)).to(device)
+        else:  # compressed rows: a step never touches all A annotators of its items
+            y_batch, hard = data.label_rows, hard_rows
         with optimisation.autocast(device):
             log_p, hard, p_soft, has_soft = targets(trained, data.inputs[rows], rows, y_batch, hard, sim, transport)
         loss, parts = simlabel_loss(log_p, hard, p_soft, has_soft, config.unlabeled_weight)

@@ -6,7 +6,8 @@ Three strategies, one interface ``targets(model, inputs, rows, labels, similarit
 - ``DenseTargets`` (the paper): every entry of the batch; missing entries get the
   similarity-weighted soft label of their item's labellers (none when ``unlabeled_weight`` = 0).
 - ``SampledTargets`` (many annotators): the observed entries and k random soft-labelled missing
-  entries per item, evaluated entry by entry, in an (E, 1, C) layout.
+  entries per item, evaluated entry by entry, in an (E, 1, C) layout; its labels and targets
+  are ``LabelRows`` (compressed rows), not (B, A) rows.
 - ``FixedTargets`` (crowd baselines): soft targets given up front, e.g. Dawid-Skene posteriors
   for a one-output classifier; rows that sum to 0 have none.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import torch
 
+from simlabel.core.label_rows import LabelRows, sample_unlabelled
 from simlabel.core.labels import MISSING
-from simlabel.core.soft_labels import labeller_index, soft_labels, weighted_soft_labels
+from simlabel.core.soft_labels import soft_labels, weighted_soft_labels
 
 
 def mean_probability(log_p: torch.Tensor) -> torch.Tensor:
@@ -25,6 +27,8 @@ def mean_probability(log_p: torch.Tensor) -> torch.Tensor:
 
 
 class DenseTargets:
+    dense_rows = True  # reads (B, A) rows of the label matrix
+
     def __init__(self, source: str, use_soft: bool):
         self.source, self.use_soft = source, use_soft
 
@@ -37,6 +41,8 @@ class DenseTargets:
 
 
 class FixedTargets:
+    dense_rows = True
+
     def __init__(self, soft_targets: torch.Tensor):
         self.soft_targets = soft_targets  # (N, A, C) on the device
 
@@ -46,47 +52,60 @@ class FixedTargets:
 
 
 class SampledTargets:
+    """Reads its labels as ``LabelRows`` (``dense_rows`` False): ``labels`` the observed ones,
+    ``targets`` the hard targets (the observed labels, plus imputed ones under
+    ``imputed_as_targets``; the same object when there are none). A step costs
+    O(B * (W + per_item)), whatever the number of annotators."""
+
+    dense_rows = False
+
     def __init__(self, source: str, per_item: int, generator: torch.Generator):
         self.source, self.per_item, self.generator = source, per_item, generator
 
-    def __call__(self, model, inputs, rows, labels, targets, similarity, transport):
-        """Only the observed entries and ``per_item`` random soft-labelled missing entries per
-        item are evaluated; their soft labels come from the predictions at the item's observed
-        entries, exactly as in the dense computation."""
-        device = labels.device
-        n_items, n_annotators = labels.shape
-        index, valid = labeller_index(labels >= 0)  # (B, L): each item's labellers
-        batch_of = torch.arange(n_items, device=device)[:, None].expand_as(index)
-        slot_of = torch.arange(index.shape[1], device=device)[None].expand_as(index)
-        obs_items, obs_annotators, obs_slots = batch_of[valid], index[valid], slot_of[valid]
-        scores = torch.rand((n_items, n_annotators), generator=self.generator).to(device)
-        scores = torch.where((labels < 0) & valid.any(1, keepdim=True), scores, -1.0)
-        top, picked = scores.topk(min(self.per_item, n_annotators), dim=1)
-        keep = top >= 0
-        soft_items = torch.arange(n_items, device=device)[:, None].expand_as(picked)[keep]
-        soft_annotators = picked[keep]
-        log_p = model(inputs, torch.cat([obs_items, soft_items]), torch.cat([obs_annotators, soft_annotators])).float()
+    def __call__(self, model, inputs, rows, labels: LabelRows, targets: LabelRows, similarity, transport):
+        """The hard-target entries and ``per_item`` random soft-labelled entries per item (among
+        those without a hard target) are evaluated; soft labels come from the predictions at the
+        item's observed entries, exactly as in the dense computation. (E, 1, C) layout."""
+        rows = torch.as_tensor(rows, device=labels.starts.device)
+        hard_index, hard_valid, hard_values = targets.batch(rows)
+        index, valid, observed = (hard_index, hard_valid, hard_values) if targets is labels else labels.batch(rows)
+        hard_items = torch.arange(len(rows), device=rows.device)[:, None].expand_as(hard_index)[hard_valid]
+        soft_items, soft_annotators = sample_unlabelled(
+            hard_index, hard_valid, labels.n_annotators, self.per_item, valid.any(1), self.generator)
+        log_p = model(inputs, torch.cat([hard_items, soft_items]), torch.cat([hard_index[hard_valid], soft_annotators])).float()
         probs = mean_probability(log_p.unsqueeze(-2)).squeeze(-2).detach()  # (E, C)
-        n_obs = obs_items.numel()
-        sources = self._sources(probs[:n_obs], labels, obs_items, obs_annotators, obs_slots, index.shape)
+        n_hard = hard_items.numel()
+        labeller_probs = self._at_labellers(probs[:n_hard], hard_index, hard_valid, index, valid, targets is labels)
+        sources = self._sources(labeller_probs, observed, valid)
+        index = torch.where(valid, index, 0)  # padding (A) must index the similarity; it gets weight 0
         p_soft, has_soft = weighted_soft_labels(
             similarity.to(probs.dtype), soft_annotators, index[soft_items], valid[soft_items], sources[soft_items], transport
         )
-        p_soft = torch.cat([torch.zeros_like(probs[:n_obs]), p_soft])
-        has_soft = torch.cat([torch.zeros(n_obs, dtype=torch.bool, device=device), has_soft])
-        entry_targets = torch.cat([targets[obs_items, obs_annotators], torch.full_like(soft_items, MISSING)])
+        p_soft = torch.cat([torch.zeros_like(probs[:n_hard]), p_soft])
+        has_soft = torch.cat([torch.zeros(n_hard, dtype=torch.bool, device=rows.device), has_soft])
+        entry_targets = torch.cat([hard_values[hard_valid], torch.full_like(soft_items, MISSING)])
         return log_p.unsqueeze(-2), entry_targets[:, None], p_soft[:, None], has_soft[:, None]
 
-    def _sources(self, obs_probs, labels, obs_items, obs_annotators, obs_slots, shape):
-        """(B, L, C) what each labeller contributes: predictions, one-hot labels or their mean."""
-        sources = torch.zeros((*shape, obs_probs.shape[-1]), device=obs_probs.device, dtype=obs_probs.dtype)
+    @staticmethod
+    def _at_labellers(hard_probs, hard_index, hard_valid, index, valid, same: bool) -> torch.Tensor:
+        """(B, W, C) predictions at each item's observed entries, taken from those at its hard
+        entries (E_hard, C), item-major; the observed entries are among the hard ones."""
+        if not len(hard_probs):
+            return hard_probs.new_zeros((*index.shape, hard_probs.shape[-1]))
+        counts = hard_valid.sum(1)
+        first = torch.cumsum(counts, 0) - counts
+        # Both ascending by annotator: an observed entry's slot among its item's hard entries.
+        slot = torch.arange(index.shape[1], device=index.device) if same else torch.searchsorted(hard_index, index)
+        return hard_probs[torch.where(valid, first[:, None] + slot, 0)]
+
+    def _sources(self, labeller_probs, observed, valid) -> torch.Tensor:
+        """(B, W, C) what each labeller contributes: predictions, one-hot labels or their mean."""
         parts = []
         if self.source in ("predictions", "mixed"):
-            parts.append(obs_probs)
+            parts.append(labeller_probs)
         if self.source in ("labels", "mixed"):
-            parts.append(torch.nn.functional.one_hot(labels[obs_items, obs_annotators], obs_probs.shape[-1]).to(obs_probs.dtype))
-        sources[obs_items, obs_slots] = sum(parts) / len(parts)
-        return sources
+            parts.append(torch.nn.functional.one_hot(observed.clamp(min=0), labeller_probs.shape[-1]).to(labeller_probs.dtype))
+        return (sum(parts) / len(parts)) * valid[..., None]
 
 
 def batch_targets(config, fixed_soft: torch.Tensor | None, generator: torch.Generator):
