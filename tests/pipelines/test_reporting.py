@@ -68,7 +68,7 @@ def test_attention_heatmap_handles_both_cases():
 
 
 def test_similarity_error_against_a_known_truth(tmp_path):
-    from simlabel.pipelines.reporting.nodes import compare_similarities
+    from simlabel.pipelines.reporting.nodes import compare_similarities, plot_final_similarities
 
     names = ["A1", "A2", "A3"]
     truth = pd.DataFrame([[1.0, 0.8, 0.1], [0.8, 1.0, 0.2], [0.1, 0.2, 1.0]], index=names, columns=names)
@@ -81,8 +81,9 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     shrunk = initial + 0.05
     methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"},
                "blend": {"blend_of": ["shrunk", "simlabel"]}}
-    metrics, figure = compare_similarities({"simlabel": {}}, folder, methods, initial, initial, refined, shrunk, shrunk,
-                                           methods=list(methods))
+    finals = (initial, refined, shrunk, shrunk)
+    metrics = compare_similarities({"simlabel": {}}, folder, methods, initial, *finals, methods=list(methods))
+    figure = plot_final_similarities(folder, methods, initial, *finals, methods=list(methods))
     # Off-diagonal |S - S_true|: initial (0.2, 0, 0.2) twice -> 0.4 / 3; refined (0.1, 0.8, 0.7) -> 1.6 / 3.
     assert metrics["similarity_error"]["initial"] == pytest.approx(0.4 / 3, abs=1e-6)
     assert metrics["similarity_error"]["refined"] == pytest.approx(1.6 / 3, abs=1e-6)
@@ -91,9 +92,9 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     assert [ax.get_title() for ax in figure.axes if ax.images] == [  # one panel per distinct matrix
         "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk, blend",
         "truth (true_similarity.csv)"]
-    no_truth, _ = compare_similarities({}, CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
-                                       initial, refined, methods=["m"])
-    assert "similarity_error" not in no_truth
+    no_truth = compare_similarities({"a": 1}, CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
+                                    initial, refined, methods=["m"])
+    assert no_truth == {"a": 1}
 
 
 
@@ -114,4 +115,12 @@ def test_similarity_heatmaps_wrap_into_rows_of_three():
     assert [ax.get_title() for ax in panels] == ["m0", "m1", "m2", "m3", "m4"]
     rows = sorted({round(ax.get_position().y0, 3) for ax in panels})
     assert len(rows) == 2 and sum(round(ax.get_position().y0, 3) == rows[1] for ax in panels) == 3
-    assert [t.get_text() for t in panels[0].get_xticklabels()] == names  # every annotator named
+    # Same annotators in every panel: named once per row (first column) and per column (bottom panel).
+    named_x = [k for k, ax in enumerate(panels) if [t.get_text() for t in ax.get_xticklabels()] == names]
+    named_y = [k for k, ax in enumerate(panels) if [t.get_text() for t in ax.get_yticklabels()] == names]
+    assert named_x == [2, 3, 4] and named_y == [0, 3]
+    assert not panels[0].get_xticklabels() and not panels[1].get_xticklabels() and not panels[4].get_yticklabels()
+    reordered = {"m0": matrix, "m1": matrix.iloc[::-1, ::-1]}  # different orders: every panel named
+    panels = [ax for ax in similarity_heatmaps(reordered).axes if ax.images]
+    assert [t.get_text() for t in panels[1].get_yticklabels()] == names[::-1]
+    assert [t.get_text() for t in panels[1].get_xticklabels()] == names[::-1]

@@ -9,6 +9,7 @@ from .nodes import (
     combine_tables,
     compare_similarities,
     evaluate_methods,
+    plot_final_similarities,
     training_curves,
 )
 
@@ -24,6 +25,8 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
         for table, combined in COMBINED.items()
     ]
     compare = update_wrapper(partial(compare_similarities, methods=methods), compare_similarities)
+    plot_final = update_wrapper(partial(plot_final_similarities, methods=methods), plot_final_similarities)
+    finals = [f"{m}.refined_similarity" for m in methods]
     return Pipeline(
         [
             *combine,
@@ -36,9 +39,10 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
             ),
             Node(attention_heatmap, inputs="frame_attention", outputs="attention_plot", name="plot_frame_attention"),
             Node(training_curves, inputs="training_history", outputs="training_curves_plot", name="plot_training_curves"),
-            Node(compare, inputs=["accuracy_metrics", "crowd_folder", "params:methods", "similarity",
-                                  *[f"{m}.refined_similarity" for m in methods]],
-                 outputs=["metrics", "refined_similarity_heatmap"], name="compare_similarities"),
+            Node(compare, inputs=["accuracy_metrics", "crowd_folder", "params:methods", "similarity", *finals],
+                 outputs="metrics", name="compare_similarities"),
+            Node(plot_final, inputs=["crowd_folder", "params:methods", "similarity", *finals],
+                 outputs="refined_similarity_heatmap", name="plot_final_similarities"),
         ],
         tags=["reporting"],
     )
