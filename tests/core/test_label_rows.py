@@ -76,3 +76,30 @@ def test_draws_are_uniform_over_subsets():
     expected = n_draws / len(subsets)
     chi2 = ((counts - expected) ** 2 / expected).sum()
     assert chi2 < 20.5, counts  # the 0.999 quantile of chi-square with 5 degrees of freedom
+
+
+CIFAR10N_LABELS = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10n" / "labels.csv"
+
+
+@pytest.mark.skipif(not CIFAR10N_LABELS.exists(), reason="CIFAR-10N labels not present in ../shared/data")
+def test_cifar10n_long_table_gives_the_dense_matrix_and_draws_only_unlabelled_entries():
+    """All 150,000 CIFAR-10N labels from the long table (shuffled) equal the dense (N, A) matrix;
+    draws on real rows (3 labels among 747 annotators) never hit a labelled entry."""
+    import pandas as pd
+
+    table = pd.read_csv(CIFAR10N_LABELS).sample(frac=1.0, random_state=0)
+    items, _ = pd.factorize(table["item_id"], sort=True)
+    annotators, annotator_ids = pd.factorize(table["annotator_id"], sort=True)
+    n_items, n_annotators = int(items.max()) + 1, annotator_ids.size
+    dense = np.full((n_items, n_annotators), -1, np.int64)
+    dense[items, annotators] = table["label"].to_numpy()
+    rows = LabelRows.from_long(items, annotators, table["label"].to_numpy(), n_items, n_annotators)
+    np.testing.assert_array_equal(rows.to_matrix(), dense)
+    from_matrix = LabelRows.from_matrix(dense)
+    for name in ("starts", "annotators", "labels"):
+        assert torch.equal(getattr(rows, name), getattr(from_matrix, name))
+    batch = torch.arange(0, n_items, 97)
+    index, valid, values = rows.batch(batch)
+    picked_items, picked = sample_unlabelled(index, valid, n_annotators, 8, valid.any(1), torch.Generator().manual_seed(0))
+    assert (dense[batch[picked_items].numpy(), picked.numpy()] == -1).all()
+    assert np.array_equal(np.bincount(picked_items.numpy(), minlength=len(batch)), np.where(valid.any(1).numpy(), 8, 0))

@@ -120,13 +120,19 @@ def sample_unlabelled(index: torch.Tensor, valid: torch.Tensor, n_annotators: in
         return empty, empty
     free = n_annotators - valid.sum(1)  # m_i, the item's unlabelled annotators
     take = torch.where(eligible, free.clamp(max=per_item), 0)
-    ranks = torch.full((n_items, per_item), -1, dtype=torch.long, device=device)
     uniforms = torch.rand((per_item, n_items), generator=generator, dtype=torch.float64).to(device)
-    for step in range(per_item):  # Floyd: for j = m-k .. m-1, draw t in [0, j]; keep j if t is taken
-        top = free - per_item + step
-        drawn = (uniforms[step] * (top + 1).clamp(min=1)).long().minimum(top.clamp(min=0))
-        taken = (ranks == drawn[:, None]).any(1)
-        ranks[:, step] = torch.where(step >= per_item - take, torch.where(taken, top, drawn), -1)
+    # Floyd: for j = m-k .. m-1, draw t in [0, j]; keep j instead if t is taken. Draws and tops
+    # for all steps at once; only the "taken" test is sequential. The steps an eligible item
+    # skips (it has fewer than k unlabelled annotators) come first and hold negative numbers
+    # (-1, or their negative top), which no draw (>= 0) can match.
+    steps = torch.arange(per_item, device=device)
+    tops = free[:, None] - per_item + steps
+    active = steps >= per_item - take[:, None]
+    ranks = torch.where(active, (uniforms.T * (tops + 1).clamp(min=1)).long().minimum(tops.clamp(min=0)), -1)
+    for step in range(1, per_item):
+        taken = (ranks[:, :step] == ranks[:, step, None]).any(1)
+        ranks[:, step] = torch.where(taken, tops[:, step], ranks[:, step])
+    ranks = torch.where(active, ranks, -1)
     # Rank r is annotator r + #{labelled annotators a_s with a_s - s <= r} (a_s ascending).
     below = torch.where(valid, index - torch.arange(width, device=device), n_annotators + width)
     annotators = ranks + torch.searchsorted(below, ranks.clamp(min=0), right=True)
