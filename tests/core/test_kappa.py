@@ -93,9 +93,14 @@ def test_rejects_bad_labels():
         kappa_matrix(np.array([0, 1]), 3)
 
 
-def test_incremental_similarity_equals_full_recompute_exactly():
+@pytest.mark.parametrize("pairs_max", [4096, 0], ids=["enumerated-pairs", "sparse-products"])
+def test_incremental_similarity_equals_full_recompute_exactly(pairs_max, monkeypatch):
     """CoLabelCounts recomputes only the pairs an update touches: bit-identical to a recount,
-    through label additions, changes and removals, new pairs and pairs losing their overlap."""
+    through label additions, changes and removals, new pairs and pairs losing their overlap;
+    both ways of counting the changes (small updates enumerate label pairs, big ones multiply)."""
+    import simlabel.core.kappa as kappa
+
+    monkeypatch.setattr(kappa, "ENUMERATED_PAIRS_MAX", pairs_max)
     rng = np.random.default_rng(3)
     n_items, n_annotators, n_classes = 150, 10, 3
     y = rng.integers(0, n_classes, (n_items, n_annotators))

@@ -105,15 +105,6 @@ def propose_imputations(
     return items[local], cols, p_soft.argmax(-1)[local, cols], conf[local, cols]
 
 
-def _apply_to_counts(counts: CoLabelCounts, before: np.ndarray, after: np.ndarray, full, n_labels: int) -> None:
-    """Move ``counts`` from rows ``before`` to rows ``after``; past the cost of a recount (about
-    ``n_labels`` pairs; dense rows make increments quadratic per row) recount ``full()`` instead."""
-    if CoLabelCounts.update_cost(before, after) > max(4 * n_labels, 2_000_000):
-        counts.reset(full())
-    else:
-        counts.update(before, after)
-
-
 def apply_imputations(
     imputed: ImputedLabels,
     observed: np.ndarray,
@@ -136,7 +127,9 @@ def apply_imputations(
     imputed.confidence[rows, cols] = confidences
     imputed.epoch[rows, cols] = epoch
     if before is not None:
-        _apply_to_counts(counts, before, imputed.merged_with(observed, changed), lambda: imputed.merged_with(observed), int((observed != MISSING).sum()))
+        # An update costs what recounting the changed rows costs (sparse products): never more
+        # than twice a recount of the whole matrix, so it never falls back to one.
+        counts.update(before, imputed.merged_with(observed, changed))
     return len(rows)
 
 
@@ -163,7 +156,6 @@ class ConfidenceCycler:
         self.n_classes, self.min_overlap = n_classes, min_overlap
         self.threshold, self.formula, self.refresh = threshold, formula, refresh
         self.imputed = ImputedLabels.empty(*self.observed.shape)
-        self.n_observed = int((self.observed != MISSING).sum())
         self.counts = CoLabelCounts(self.observed, n_classes) if track_counts else None
         # Co-labels between two imputed labels, subtracted by the anchored refresh.
         self.imputed_counts = CoLabelCounts(self.imputed.label, n_classes) if refresh == "anchored" else None
@@ -184,9 +176,7 @@ class ConfidenceCycler:
         if changed.size == 0 or self.counts is None:
             return None
         if self.imputed_counts is not None:
-            _apply_to_counts(
-                self.imputed_counts, before, self.imputed.label[changed], lambda: self.imputed.label, self.n_observed
-            )
+            self.imputed_counts.update(before, self.imputed.label[changed])
         return self.similarity()
 
     def similarity(self) -> np.ndarray:

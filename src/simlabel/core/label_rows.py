@@ -15,6 +15,13 @@ import torch
 from simlabel.core.labels import MISSING
 
 
+def _long_tensor(values) -> torch.Tensor:
+    """int64 tensor of an array-like; read-only arrays (pandas columns, memory maps) are copied
+    rather than shared, which torch would warn about."""
+    array = np.asarray(values)
+    return torch.as_tensor(array if array.flags.writeable else array.copy(), dtype=torch.long)
+
+
 class LabelRows:
     """CSR of a label matrix; build it with ``from_matrix`` or ``from_long``.
 
@@ -36,7 +43,7 @@ class LabelRows:
     @classmethod
     def from_matrix(cls, matrix, device: torch.device | str = "cpu") -> LabelRows:
         """From an (N, A) int matrix with ``MISSING`` (-1) where there is no label."""
-        matrix = torch.as_tensor(np.asarray(matrix), dtype=torch.long)
+        matrix = _long_tensor(matrix)
         if matrix.dim() != 2:
             raise ValueError(f"labels must be an (N, A) matrix, got shape {tuple(matrix.shape)}")
         items, annotators = (matrix != MISSING).nonzero(as_tuple=True)  # row-major: sorted by (item, annotator)
@@ -47,7 +54,7 @@ class LabelRows:
     def from_long(cls, items, annotators, labels, n_items: int, n_annotators: int,
                   device: torch.device | str = "cpu") -> LabelRows:
         """From a long table: three (L,) int arrays, one (item, annotator, label) per row."""
-        items, annotators, labels = (torch.as_tensor(np.asarray(a), dtype=torch.long) for a in (items, annotators, labels))
+        items, annotators, labels = (_long_tensor(a) for a in (items, annotators, labels))
         if not len(items) == len(annotators) == len(labels):
             raise ValueError("items, annotators and labels must have the same length")
         if len(items) and (items.min() < 0 or items.max() >= n_items or annotators.min() < 0

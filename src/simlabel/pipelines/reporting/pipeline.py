@@ -1,4 +1,4 @@
-from functools import partial, update_wrapper
+from functools import wraps
 
 from kedro.pipeline import Node, Pipeline
 
@@ -17,6 +17,16 @@ COMBINED = {"predictions": "predictions", "truth_predictions": "truth_prediction
             "training_history": "training_history"}
 
 
+def _for_methods(function, methods: list[str]):
+    """``function`` with ``methods=`` bound, as a named function (Kedro warns about partials)."""
+
+    @wraps(function)
+    def with_methods(*inputs):
+        return function(*inputs, methods=methods)
+
+    return with_methods
+
+
 def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
     """Every method's tables combined into long tables, then one report over all methods."""
     methods = methods or method_names()
@@ -24,8 +34,7 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
         Node(combine_tables, inputs=[f"{m}.{table}" for m in methods], outputs=combined, name=f"combine_{table}")
         for table, combined in COMBINED.items()
     ]
-    compare = update_wrapper(partial(compare_similarities, methods=methods), compare_similarities)
-    plot_final = update_wrapper(partial(plot_final_similarities, methods=methods), plot_final_similarities)
+    compare, plot_final = (_for_methods(f, methods) for f in (compare_similarities, plot_final_similarities))
     finals = [f"{m}.refined_similarity" for m in methods]
     return Pipeline(
         [
