@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simlabel.core.losses import simlabel_loss
-from simlabel.core.soft_labels import confidence, labeller_index, soft_labels
+from simlabel.core.soft_labels import confidence, has_labellers, labeller_index, soft_labels
 
 S = torch.tensor([[0.0, 0.6, 0.2], [0.6, 0.0, 0.5], [0.2, 0.5, 0.0]])
 # One item: annotator 0 missing, annotators 1 and 2 labelled it (classes 0 and 1).
@@ -129,3 +129,16 @@ def test_soft_labels_equal_eq4_entry_by_entry_with_an_asymmetric_similarity(seed
             weights = raw / raw.sum() if raw.sum() > 0 else torch.full((len(others),), 1 / len(others))
             expected = sum(w * probs[i, k] for w, k in zip(weights, others, strict=True))
             torch.testing.assert_close(p_soft[i, a], expected)
+
+
+def test_has_labellers_is_soft_labels_has_soft():
+    """Hand-checked rows, then random matrices against soft_labels' own has_soft."""
+    labels = torch.tensor([[-1, 0, 1], [2, -1, -1], [-1, -1, -1], [0, -1, -1]])
+    expected = torch.tensor([[True, True, True], [False, True, True], [False, False, False], [False, True, True]])
+    assert torch.equal(has_labellers(labels), expected)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        labels = torch.randint(0, 3, (20, 7), generator=generator)
+        labels[torch.rand(labels.shape, generator=generator) < 0.7] = -1
+        probs = torch.softmax(torch.randn(20, 7, 3, generator=generator), -1)
+        assert torch.equal(has_labellers(labels), soft_labels(probs, labels, torch.rand(7, 7, generator=generator))[1])

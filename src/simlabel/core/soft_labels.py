@@ -94,6 +94,13 @@ def labeller_sources(probs: torch.Tensor, labels: torch.Tensor, index: torch.Ten
     return sum(parts) / len(parts)
 
 
+def has_labellers(labels: torch.Tensor) -> torch.Tensor:
+    """(B, A) bool: entry (i, a) has at least one labeller other than a (``soft_labels``'
+    ``has_soft``), without computing any soft label."""
+    labelled = labels >= 0
+    return labelled.sum(1, keepdim=True) > labelled.to(torch.int64)
+
+
 def soft_labels(
     probs: torch.Tensor,
     labels: torch.Tensor,

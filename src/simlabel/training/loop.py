@@ -27,7 +27,7 @@ from simlabel.core.labels import MISSING, rows_only
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import mean_accuracy
 from simlabel.core.similarity import model_informed_kappa
-from simlabel.core.soft_labels import soft_labels
+from simlabel.core.soft_labels import has_labellers, soft_labels
 from simlabel.models.factory import model_from_args
 from simlabel.runtime import distributed_rank_and_size, resolve_device
 from simlabel.training.config import TrainConfig
@@ -367,9 +367,10 @@ def propose(model, data: RunData, sim, transport, cycler, config, batch_size, ra
     parts, predicted = [], []
     for rows, log_p in predict_log_proba(model, data.inputs, data.train_items[rank::world], batch_size):
         labels = data.y_train[torch.from_numpy(rows).to(data.y_train.device)]
-        p_soft, has_soft = soft_labels(mean_probability(log_p), labels, sim, config.soft_label_source, transport)
-        if config.impute_from == "own_prediction":
-            p_soft = mean_probability(log_p)
+        if config.impute_from == "own_prediction":  # no pooled soft label is read: skip them
+            p_soft, has_soft = mean_probability(log_p), has_labellers(labels)
+        else:
+            p_soft, has_soft = soft_labels(mean_probability(log_p), labels, sim, config.soft_label_source, transport)
         parts.append(cycler.propose(rows, p_soft, has_soft))
         predicted.append(log_p.argmax(-1).cpu().numpy())
     chosen = tuple(np.concatenate(column) for column in zip(*parts, strict=True)) if parts else (
