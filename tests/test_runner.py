@@ -65,3 +65,22 @@ def test_a_second_run_starts_the_slowest_ready_node_first(tmp_path, monkeypatch)
     (tmp_path / "node_seconds.json").write_text(json.dumps({"short": 9.0, "middle": 5.0, "long": 1.0}))
     third = run_toy(tmp_path, monkeypatch)
     assert sorted(third, key=third.get) == ["short", "middle", "long"]
+
+
+def test_every_node_of_the_registered_pipelines_can_go_to_a_parallel_worker():
+    """ParallelRunner (and LongestFirst, which the DVC stage uses) refuses a run whose nodes do
+    not pickle (a closure, a lambda): check every registered pipeline's nodes up front, and that a
+    reporting node still computes after a round trip."""
+    import pickle
+
+    from kedro.runner import ParallelRunner
+
+    from simlabel.pipeline_registry import register_pipelines
+
+    pipelines = register_pipelines()
+    for pipeline in pipelines.values():
+        ParallelRunner._validate_nodes(pipeline.nodes)  # raises AttributeError naming the culprits
+        for each in pipeline.nodes:
+            pickle.dumps(each)
+    compare = next(n for n in pipelines["simlabel"].nodes if n.name == "compare_similarities")
+    assert pickle.loads(pickle.dumps(compare.func)).methods == compare.func.methods

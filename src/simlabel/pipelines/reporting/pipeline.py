@@ -1,4 +1,4 @@
-from functools import wraps
+import inspect
 
 from kedro.pipeline import Node, Pipeline
 
@@ -17,14 +17,24 @@ COMBINED = {"predictions": "predictions", "truth_predictions": "truth_prediction
             "training_history": "training_history"}
 
 
-def _for_methods(function, methods: list[str]):
-    """``function`` with ``methods=`` bound, as a named function (Kedro warns about partials)."""
+class WithMethods:
+    """``function(*inputs, methods=methods)`` as a node function: picklable by reference
+    (ParallelRunner pickles every node; a closure cannot be) and named, with the signature Kedro
+    checks the inputs against (Kedro warns about ``functools.partial``)."""
 
-    @wraps(function)
-    def with_methods(*inputs):
-        return function(*inputs, methods=methods)
+    def __init__(self, function, methods: list[str]):
+        self.function, self.methods = function, list(methods)
+        self.__name__ = function.__name__
+        signature = inspect.signature(function)
+        self.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "methods"])
+        self.__annotations__ = {k: v for k, v in function.__annotations__.items() if k != "methods"}
+        self.__globals__ = function.__globals__
 
-    return with_methods
+    def __reduce__(self):
+        return WithMethods, (self.function, self.methods)
+
+    def __call__(self, *inputs):
+        return self.function(*inputs, methods=self.methods)
 
 
 def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
@@ -34,7 +44,7 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
         Node(combine_tables, inputs=[f"{m}.{table}" for m in methods], outputs=combined, name=f"combine_{table}")
         for table, combined in COMBINED.items()
     ]
-    compare, plot_final = (_for_methods(f, methods) for f in (compare_similarities, plot_final_similarities))
+    compare, plot_final = (WithMethods(f, methods) for f in (compare_similarities, plot_final_similarities))
     finals = [f"{m}.refined_similarity" for m in methods]
     return Pipeline(
         [
