@@ -299,3 +299,36 @@ def test_slow_saves_are_throttled_and_the_last_epoch_is_saved(data, tmp_path, mo
     assert len(result.history) == 12
     assert saved_epochs[0] == 1 and saved_epochs[-1] == 12 and len(saved_epochs) < 12
     assert torch.load(tmp_path / "state.pt", weights_only=True)["epoch"] == 12
+
+
+@pytest.mark.parametrize("architecture, options", [("heads", {}), ("madl", {}), ("padl", {"n_samples": 0})])
+def test_validation_at_the_labelled_entries_equals_the_dense_mean_accuracy(architecture, options):
+    """The sampled mode validates entry by entry (O(labels)); the dense path scores every
+    (item, annotator) and masks: the same mean per-annotator accuracy, exactly. (padl's
+    Monte-Carlo evaluation draws noise, so it is compared at its mean: n_samples 0.)"""
+    from simlabel.core.label_rows import LabelRows
+    from simlabel.models.annotators import build_model
+    from simlabel.training.loop import mean_accuracy_at_entries
+
+    torch.manual_seed(0)
+    tokens, labels, _, val_rows, _, n_classes = grouped_dataset(seed=3, n_annotators=9, labelled=0.25)
+    labels = np.where(val_rows[:, None], labels, -1)
+    labels[:, 4] = -1  # an annotator without validation labels is left out of the mean
+    model = build_model(architecture, in_dim=tokens.shape[-1], n_annotators=9, n_classes=n_classes,
+                        feature_mean=torch.zeros(tokens.shape[-1]), feature_std=torch.ones(tokens.shape[-1]), hidden=16,
+                        **options)
+    inputs, rows = torch.from_numpy(tokens), np.flatnonzero((labels >= 0).any(1))
+    expected = mean_accuracy(predict_labels(model, inputs, rows), labels[rows])
+    for batch_size in (7, 512):
+        assert mean_accuracy_at_entries(model, inputs, LabelRows.from_matrix(labels), rows, batch_size) == expected
+    assert 0.0 < expected < 1.0
+
+
+def test_sampled_training_validates_at_the_entries(data, monkeypatch):
+    import simlabel.training.loop as loop
+
+    calls = []
+    original = loop.mean_accuracy_at_entries
+    monkeypatch.setattr(loop, "mean_accuracy_at_entries", lambda *a, **k: calls.append(1) or original(*a, **k))
+    result = train(data, max_epochs=3, soft_entries_per_item=2)
+    assert len(calls) == 3 and result.history["val_mean_accuracy"].notna().all()

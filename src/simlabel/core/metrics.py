@@ -24,14 +24,22 @@ def per_annotator_accuracy(predicted: np.ndarray, labels: np.ndarray) -> tuple[n
     scored = labels != MISSING
     n_labels = scored.sum(0)
     correct = ((np.asarray(predicted) == labels) & scored).sum(0)
+    return accuracy_from_counts(correct, n_labels), n_labels
+
+
+def accuracy_from_counts(correct: np.ndarray, n_labels: np.ndarray) -> np.ndarray:
+    """(A,) ``correct / n_labels``, NaN where an annotator has no label."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        accuracy = np.where(n_labels > 0, correct / n_labels, np.nan)
-    return accuracy, n_labels
+        return np.where(n_labels > 0, correct / n_labels, np.nan)
 
 
 def mean_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
     """Mean over annotators with at least one label of their accuracy (NaN if none)."""
-    accuracy, n_labels = per_annotator_accuracy(predicted, labels)
+    return mean_of_annotators(*per_annotator_accuracy(predicted, labels))
+
+
+def mean_of_annotators(accuracy: np.ndarray, n_labels: np.ndarray) -> float:
+    """Mean of the (A,) accuracies over annotators with a label (NaN if none has one)."""
     return float(np.nanmean(accuracy)) if (n_labels > 0).any() else float("nan")
 
 

@@ -25,7 +25,7 @@ from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.label_rows import LabelRows
 from simlabel.core.labels import MISSING, rows_only
 from simlabel.core.losses import simlabel_loss
-from simlabel.core.metrics import mean_accuracy
+from simlabel.core.metrics import accuracy_from_counts, mean_accuracy, mean_of_annotators
 from simlabel.core.similarity import model_informed_kappa
 from simlabel.core.soft_labels import has_labellers, soft_labels
 from simlabel.models.factory import model_from_args
@@ -68,6 +68,8 @@ class RunData:
     train_items, val_items : item rows with a training target / a validation label.
     fixed_soft : (N, A, C) fixed soft targets or None.
     label_rows : the training labels as compressed rows (what the sampled step reads).
+    val_label_rows : the validation labels as compressed rows where validation reads them entry
+        by entry (the sampled mode: O(labels) per epoch, not O(items x A)); else None.
     """
 
     inputs: BatchSource
@@ -80,6 +82,7 @@ class RunData:
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
     label_rows: LabelRows
+    val_label_rows: LabelRows | None = None
 
 
 @dataclass
@@ -133,6 +136,7 @@ def prepare_data(tokens, labels, train_rows, val_rows, config, device, frames=No
         inputs, torch.from_numpy(train_labels).to(device), train_labels, val_labels, train_items,
         np.flatnonzero((val_labels != MISSING).any(1)), fixed_soft, pooled.mean(0),
         pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]), LabelRows.from_matrix(train_labels, device),
+        LabelRows.from_matrix(val_labels, device) if config.soft_entries_per_item else None,
     )
 
 
@@ -355,7 +359,27 @@ def validation_accuracy(model, data: RunData, batch_size: int) -> float:
     """Mean per-annotator accuracy on the validation labels (NaN without any)."""
     if data.val_items.size == 0:
         return float("nan")
+    if data.val_label_rows is not None:
+        return mean_accuracy_at_entries(model, data.inputs, data.val_label_rows, data.val_items, batch_size)
     return mean_accuracy(predict_labels(model, data.inputs, data.val_items, batch_size), data.val_labels[data.val_items])
+
+
+@torch.no_grad()
+def mean_accuracy_at_entries(model, inputs, labels: LabelRows, rows: np.ndarray, batch_size: int = 512) -> float:
+    """``mean_accuracy`` over items ``rows``, the models evaluated at the labelled entries only
+    (``model(inputs, items, annotators)``, the entry architectures)."""
+    model.eval()
+    correct = np.zeros(labels.n_annotators, np.int64)
+    n_labels = np.zeros(labels.n_annotators, np.int64)
+    for lo in range(0, len(rows), batch_size):
+        batch = rows[lo : lo + batch_size]
+        index, valid, values = labels.batch(torch.from_numpy(batch).to(labels.starts.device))
+        items = torch.arange(len(batch), device=index.device)[:, None].expand_as(index)[valid]
+        annotators = index[valid]
+        hits = model(inputs[batch], items, annotators).argmax(-1) == values[valid]
+        correct += torch.bincount(annotators[hits], minlength=labels.n_annotators).cpu().numpy()
+        n_labels += torch.bincount(annotators, minlength=labels.n_annotators).cpu().numpy()
+    return mean_of_annotators(accuracy_from_counts(correct, n_labels), n_labels)
 
 
 def propose(model, data: RunData, sim, transport, cycler, config, batch_size, rank, world) -> tuple:
