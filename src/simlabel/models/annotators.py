@@ -37,6 +37,13 @@ def log_softmax(logits: torch.Tensor) -> torch.Tensor:
     return shifted - shifted.exp().sum(-1, keepdim=True).log()
 
 
+def rows_of(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[index]`` along the first axis through ``index_select``, whose backward is an
+    ``index_add``: on the CPU the advanced-index backward (an accumulating ``index_put``) took
+    0.90 ms for CIFAR-10N's 1,408 entries of a (128, 128) batch, against 0.18 ms (2 threads)."""
+    return values.index_select(0, index)
+
+
 def uses_torch_log_softmax(logits: torch.Tensor) -> bool:
     """Where ``log_softmax`` keeps torch's kernel: off the CPU, long class axes, few rows."""
     n_classes = logits.shape[-1]
@@ -88,8 +95,8 @@ class BatchedLinear(nn.Module):
     def entries(self, x: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
         """(E, I) inputs of E (item, annotator) entries -> (E, O), each through its annotator's map."""
         if uses_entry_products(x, self.maps):
-            return EntryLinear.apply(x, self.maps, annotators) + self.bias[annotators]
-        return torch.einsum("ei,eoi->eo", x, self.maps[annotators]) + self.bias[annotators]
+            return EntryLinear.apply(x, self.maps, annotators) + rows_of(self.bias, annotators)
+        return torch.einsum("ei,eoi->eo", x, self.maps[annotators]) + rows_of(self.bias, annotators)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         old = state_dict.pop(prefix + "weight", None)  # (A, I, O), before ``maps``
@@ -219,7 +226,7 @@ class HeadsModel(nn.Module):
         ``annotators[e]``) only."""
         if items is None:
             return log_softmax(self.heads(self.trunk(tokens)))
-        return log_softmax(head_entries(self.heads, self.trunk(tokens)[items], annotators))
+        return log_softmax(head_entries(self.heads, rows_of(self.trunk(tokens), items), annotators))
 
     def annotator_parameters(self) -> list[nn.Parameter]:
         return _batched_parameters(self.heads)
@@ -312,7 +319,7 @@ class ConfusionModel(nn.Module):
         if annotators is None:
             joint = self.from_sample(hidden)[:, None, :] + self.from_annotator(self.annotator_embedding)[None]
         else:
-            joint = self.from_sample(hidden) + self.from_annotator(self.annotator_embedding[annotators])
+            joint = self.from_sample(hidden) + self.from_annotator(rows_of(self.annotator_embedding, annotators))
         logits = self.confusion_out(torch.nn.functional.gelu(joint))  # (..., C*C) or (..., C)
         c = self.n_classes
         eye = torch.eye(c, device=hidden.device, dtype=hidden.dtype)
@@ -332,7 +339,7 @@ class ConfusionModel(nn.Module):
         return torch.logsumexp(log_truth[:, None, :, None] + log_confusion, dim=2)
 
     def _entries(self, tokens: torch.Tensor, items: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
-        hidden = self.trunk(tokens)[items]  # (E, H)
+        hidden = rows_of(self.trunk(tokens), items)  # (E, H)
         log_truth = log_softmax(self.truth_head(hidden))  # (E, C)
         return torch.logsumexp(log_truth[:, :, None] + self.confusion_log_proba(hidden, annotators), dim=1)
 
@@ -371,9 +378,10 @@ class GaussianModel(nn.Module):
             mean = mu_global[:, None, :] + self.delta(hidden)  # (B, A, C)
             sigma = torch.nn.functional.softplus(self.log_scale(hidden)) * (1.0 + uncertainty)[:, None, None]
         else:
-            mean = mu_global[items] + head_entries(self.delta, hidden[items], annotators)
-            sigma = torch.nn.functional.softplus(head_entries(self.log_scale, hidden[items], annotators))
-            sigma = sigma * (1.0 + uncertainty[items])[:, None]
+            hidden = rows_of(hidden, items)
+            mean = rows_of(mu_global, items) + head_entries(self.delta, hidden, annotators)
+            sigma = torch.nn.functional.softplus(head_entries(self.log_scale, hidden, annotators))
+            sigma = sigma * (1.0 + rows_of(uncertainty, items))[..., None]
         return mean, self.sigma_scale * sigma
 
     def forward(self, tokens: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
