@@ -8,8 +8,10 @@ batch. Two ways for A = 747:
 - sampled (``soft_entries_per_item: k``): the observed entries and k random soft-labelled missing
   entries per item (an unbiased estimate of the KL mean), (E, C) with E = B * (3 + k); its labels
   are compressed rows (``LabelRows``), as the training loop gives them.
-The A = 1 baseline keeps one label per item (one annotator, nothing to soft-label). Also prints
-the peak memory of a step as the number of annotators grows.
+The A = 1 baseline keeps one label per item (one annotator, nothing to soft-label). Before
+timing, asserts on CIFAR-10N rows that the sampled loss with every soft entry drawn equals the
+dense loss, and that the drawn entries are unlabelled ones. Also prints the memory a step
+allocates as the number of annotators grows.
 
     .venv/bin/python bench/train_step.py [--steps 30] [--batch 128] [--k 8] [--architecture heads]
 
@@ -27,7 +29,7 @@ import torch
 from _common import emit, load_cifar10n, machine
 
 from simlabel.core.kappa import kappa_matrix
-from simlabel.core.label_rows import LabelRows
+from simlabel.core.label_rows import LabelRows, sample_unlabelled
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.annotators import build_model
@@ -66,6 +68,31 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
     return step
 
 
+def check_sampled_step(labels, n_classes, batch: int, architecture: str, k: int, dim: int = 64) -> None:
+    """What the timed steps compute, asserted on real rows before timing: with k = A (every
+    soft-labelled entry drawn) the sampled loss equals the dense (paper) loss on the same batch
+    and model, and with the timed k every drawn entry is one its item has no label from."""
+    torch.manual_seed(0)
+    n_items, n_annotators = labels.shape
+    model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
+                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=32, dropout=0.0).eval()
+    rows = np.flatnonzero((labels != -1).any(1))[:batch]
+    tokens, y = torch.randn(len(rows), 1, dim), torch.from_numpy(labels[rows])
+    similarity = torch.from_numpy(kappa_matrix(labels, n_classes, 2).astype(np.float32))
+    label_rows = LabelRows.from_matrix(labels)
+    log_p = model(tokens)
+    dense, _ = simlabel_loss(log_p, y, *soft_labels(log_p.exp(), y, similarity), 1.0)
+    every = SampledTargets("predictions", n_annotators, torch.Generator().manual_seed(0))
+    sampled, _ = simlabel_loss(*every(model, tokens, rows, label_rows, label_rows, similarity, None), 1.0)
+    torch.testing.assert_close(sampled, dense, rtol=1e-5, atol=1e-6)
+    index, valid, _ = label_rows.batch(rows)
+    items, annotators = sample_unlabelled(index, valid, n_annotators, k, valid.any(1), torch.Generator().manual_seed(1))
+    assert (labels[rows[items.numpy()], annotators.numpy()] == -1).all(), "a drawn entry has a label"
+    assert (np.bincount(items.numpy(), minlength=len(rows)) == k).all(), "not k draws per labelled item"
+    print(f"check: sampled loss with k = A equals the dense loss ({float(dense):.6f}) on {len(rows)} "
+          f"CIFAR-10N items x {n_annotators} annotators; draws with k = {k} are unlabelled entries")
+
+
 def alternating_medians(steppers: dict, steps: int, warmup: int = 3) -> dict:
     """Median milliseconds per step of each stepper, their steps alternating one by one (A = 1,
     A = 747, ...) so that load changes hit every configuration alike."""
@@ -97,6 +124,7 @@ def main() -> None:
     y = np.ascontiguousarray(y)
     one = np.where(y != -1, y, n_classes).min(1)[:, None]  # one label per item, one annotator
     print(f"{len(y)} items, {y.shape[1]} annotators, {(y != -1).sum()} labels; batch {args.batch}; {machine()}")
+    check_sampled_step(y, n_classes, args.batch, args.architecture, args.k)
     # Each round alternates single steps of A = 1, A = 747 sampled and dense; medians over rounds.
     rounds = {"one": [], "sampled": [], "dense": []}
     for r in range(args.rounds):
