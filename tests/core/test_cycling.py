@@ -57,7 +57,9 @@ def test_similarity_after_imputation_equals_recount():
         np.testing.assert_allclose(counts.kappa(2), kappa_matrix(merged, 4, 2), atol=1e-12)
 
 
-def test_large_imputation_waves_recount_and_stay_exact():
+def test_large_imputation_waves_stay_exact():
+    """A dense wave (nearly every entry imputed at once: ~480,000 label pairs, counted by sparse
+    products), then a few changes in the filled-in rows: kappa equals a recount after each."""
     rng = np.random.default_rng(2)
     observed = rng.integers(0, 3, (300, 40))
     observed[rng.random(observed.shape) < 0.9] = -1
@@ -120,3 +122,19 @@ def test_cycler_anchored_refresh_ignores_imputed_pairs_and_survives_state_round_
     restored.load_state(cycler.state())
     np.testing.assert_array_equal(restored.similarity(), cycler.similarity())
     np.testing.assert_array_equal(restored.imputed.label, cycler.imputed.label)
+
+
+def test_cycling_warns_when_its_co_label_counts_could_outgrow_memory(caplog, monkeypatch):
+    import simlabel.core.cycling as cycling
+
+    observed = np.array([[0, 1, -1], [1, -1, 0]])
+    monkeypatch.setattr(cycling, "COUNTS_WARNING", 35)  # (3 annotators x 2 classes)^2 = 36 class pairs
+    with caplog.at_level("WARNING", logger="simlabel.core.cycling"):
+        ConfidenceCycler(observed, 2, refresh="models", track_counts=False)  # keeps no counts: silent
+        assert not caplog.records
+        ConfidenceCycler(observed, 2)
+    assert len(caplog.records) == 1 and "3 annotators x 2 classes" in caplog.text and "3.6e+01" in caplog.text
+    monkeypatch.setattr(cycling, "COUNTS_WARNING", 36)
+    caplog.clear()
+    ConfidenceCycler(observed, 2)
+    assert not caplog.records

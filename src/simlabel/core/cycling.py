@@ -17,6 +17,7 @@ Refresh rules (``refresh``):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,11 @@ import pandas as pd
 from simlabel.core.kappa import CoLabelCounts
 from simlabel.core.labels import MISSING
 from simlabel.core.soft_labels import confidence
+
+logger = logging.getLogger(__name__)
+# Co-label counts past which cycling warns: imputation fills rows in, so the counts tend to all
+# (A * C)^2 class pairs, ~12 bytes each in the sparse matrix (10^8: ~1.2 GB, growing with each cycle).
+COUNTS_WARNING = 10**8
 
 IMPUTED_COLUMNS = ["item_id", "annotator_id", "label", "confidence", "epoch"]
 
@@ -156,6 +162,12 @@ class ConfidenceCycler:
         self.n_classes, self.min_overlap = n_classes, min_overlap
         self.threshold, self.formula, self.refresh = threshold, formula, refresh
         self.imputed = ImputedLabels.empty(*self.observed.shape)
+        pairs = (self.observed.shape[1] * n_classes) ** 2
+        if track_counts and pairs > COUNTS_WARNING:
+            logger.warning(
+                "confidence cycling with %d annotators x %d classes: its co-label counts can grow to %.1e class "
+                "pairs (~%.0f GB) as imputations fill rows in; with many annotators prefer a method without cycling "
+                "or refresh: models (README, 'Scale, several GPUs, and crashes')", self.observed.shape[1], n_classes, pairs, pairs * 12 / 1e9)
         self.counts = CoLabelCounts(self.observed, n_classes) if track_counts else None
         # Co-labels between two imputed labels, subtracted by the anchored refresh.
         self.imputed_counts = CoLabelCounts(self.imputed.label, n_classes) if refresh == "anchored" else None
