@@ -83,4 +83,5 @@ def test_every_node_of_the_registered_pipelines_can_go_to_a_parallel_worker():
         for each in pipeline.nodes:
             pickle.dumps(each)
     compare = next(n for n in pipelines["simlabel"].nodes if n.name == "compare_similarities")
-    assert pickle.loads(pickle.dumps(compare.func)).methods == compare.func.methods
+    assert pickle.loads(pickle.dumps(compare.func)).bound == compare.func.bound == {"methods": compare.func.bound["methods"]}
+    assert compare.func.bound["methods"] and compare.func.__name__ == "compare_similarities"

@@ -68,7 +68,7 @@ def test_attention_heatmap_handles_both_cases():
 
 
 def test_similarity_error_against_a_known_truth(tmp_path):
-    from simlabel.pipelines.reporting.nodes import compare_similarities, plot_final_similarities
+    from simlabel.pipelines.reporting.nodes import compare_similarities, with_similarity_errors
 
     names = ["A1", "A2", "A3"]
     truth = pd.DataFrame([[1.0, 0.8, 0.1], [0.8, 1.0, 0.2], [0.1, 0.2, 1.0]], index=names, columns=names)
@@ -82,8 +82,9 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"},
                "blend": {"blend_of": ["shrunk", "simlabel"]}}
     finals = (initial, refined, shrunk, shrunk)
-    metrics = compare_similarities({"simlabel": {}}, folder, methods, initial, *finals, methods=list(methods))
-    figure = plot_final_similarities(folder, methods, initial, *finals, methods=list(methods))
+    figure, errors = compare_similarities(folder, methods, initial, *finals, methods=list(methods))
+    metrics = with_similarity_errors({"simlabel": {}}, errors)
+    assert metrics["simlabel"] == {}
     # Off-diagonal |S - S_true|: initial (0.2, 0, 0.2) twice -> 0.4 / 3; refined (0.1, 0.8, 0.7) -> 1.6 / 3.
     assert metrics["similarity_error"]["initial"] == pytest.approx(0.4 / 3, abs=1e-6)
     assert metrics["similarity_error"]["refined"] == pytest.approx(1.6 / 3, abs=1e-6)
@@ -92,9 +93,9 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     assert [ax.get_title() for ax in figure.axes if ax.images] == [  # one panel per distinct matrix
         "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk, blend",
         "truth (true_similarity.csv)"]
-    no_truth = compare_similarities({"a": 1}, CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
-                                    initial, refined, methods=["m"])
-    assert no_truth == {"a": 1}
+    _, no_errors = compare_similarities(CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
+                                        initial, refined, methods=["m"])
+    assert no_errors == {} and with_similarity_errors({"a": 1}, no_errors) == {"a": 1}
 
 
 

@@ -143,6 +143,11 @@ def sample_unlabelled(index: torch.Tensor, valid: torch.Tensor, n_annotators: in
     # Rank r is annotator r + #{labelled annotators a_s with a_s - s <= r} (a_s ascending).
     below = torch.where(valid, index - torch.arange(width, device=device), n_annotators + width)
     annotators = ranks + torch.searchsorted(below, ranks.clamp(min=0), right=True)
-    drawn_mask = ranks >= 0
-    items = torch.arange(n_items, device=device)[:, None].expand_as(ranks)
-    return items[drawn_mask], annotators[drawn_mask]
+    return batch_entries(annotators, ranks >= 0)
+
+
+def batch_entries(index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, W) annotators and mask -> (E,) batch-local items and annotators of the valid slots,
+    item-major (the entries a model evaluates one by one)."""
+    items = torch.arange(index.shape[0], device=index.device)[:, None].expand_as(index)
+    return items[valid], index[valid]

@@ -82,15 +82,21 @@ def labeller_weights(pair_similarity: torch.Tensor, others: torch.Tensor, dim: i
 def labeller_sources(probs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, source: str) -> torch.Tensor:
     """(B, L, C) distributions of each item's labellers: their predictions (``probs`` (B, A, C),
     detached), their observed one-hot labels, or the average of both (``mixed``)."""
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
+    return mix_sources(probs.detach()[rows, index], labels[rows, index], source)
+
+
+def mix_sources(predicted: torch.Tensor, observed: torch.Tensor, source: str) -> torch.Tensor:
+    """(..., C) what each labeller contributes under ``source``: its predictions ``predicted``
+    (..., C), its one-hot label ``observed`` (..., ``MISSING`` counts as class 0: mask it), or the
+    mean of both (``mixed``)."""
     if source not in SOFT_LABEL_SOURCES:
         raise ValueError(f"soft_label_source must be one of {SOFT_LABEL_SOURCES}, got {source!r}")
-    rows = torch.arange(labels.shape[0], device=labels.device)[:, None]
     parts = []
     if source in ("predictions", "mixed"):
-        parts.append(probs.detach()[rows, index])
+        parts.append(predicted)
     if source in ("labels", "mixed"):
-        observed = labels[rows, index].clamp(min=0)
-        parts.append(torch.nn.functional.one_hot(observed, probs.shape[-1]).to(probs.dtype))
+        parts.append(torch.nn.functional.one_hot(observed.clamp(min=0), predicted.shape[-1]).to(predicted.dtype))
     return sum(parts) / len(parts)
 
 

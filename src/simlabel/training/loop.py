@@ -10,6 +10,7 @@ data order, schedule and early stopping. The pieces live beside it: ``TrainConfi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -22,7 +23,7 @@ import torch
 
 from simlabel.core.cycling import ConfidenceCycler
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
-from simlabel.core.label_rows import LabelRows
+from simlabel.core.label_rows import LabelRows, batch_entries
 from simlabel.core.labels import MISSING, rows_only
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import accuracy_from_counts, mean_accuracy, mean_of_annotators
@@ -67,9 +68,9 @@ class RunData:
         same as numpy, ``val_labels`` the validation ones.
     train_items, val_items : item rows with a training target / a validation label.
     fixed_soft : (N, A, C) fixed soft targets or None.
-    label_rows : the training labels as compressed rows (what the sampled step reads).
-    val_label_rows : the validation labels as compressed rows where validation reads them entry
-        by entry (the sampled mode: O(labels) per epoch, not O(items x A)); else None.
+    label_rows, val_label_rows : the training / validation labels as compressed rows where the
+        batch targets read them (``with_label_rows``: the sampled steps, and validation entry by
+        entry, O(labels) per epoch, not O(items x A)); else None.
     """
 
     inputs: BatchSource
@@ -81,7 +82,7 @@ class RunData:
     fixed_soft: torch.Tensor | None
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
-    label_rows: LabelRows
+    label_rows: LabelRows | None = None
     val_label_rows: LabelRows | None = None
 
 
@@ -135,9 +136,14 @@ def prepare_data(tokens, labels, train_rows, val_rows, config, device, frames=No
     return RunData(
         inputs, torch.from_numpy(train_labels).to(device), train_labels, val_labels, train_items,
         np.flatnonzero((val_labels != MISSING).any(1)), fixed_soft, pooled.mean(0),
-        pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]), LabelRows.from_matrix(train_labels, device),
-        LabelRows.from_matrix(val_labels, device) if config.soft_entries_per_item else None,
+        pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]),
     )
+
+
+def with_label_rows(data: RunData, device) -> RunData:
+    """``data`` with its training and validation labels as compressed rows as well."""
+    return dataclasses.replace(data, label_rows=LabelRows.from_matrix(data.train_labels, device),
+                               val_label_rows=LabelRows.from_matrix(data.val_labels, device))
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float):
@@ -275,6 +281,8 @@ def train_annotator_models(
     warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
     eval_batch = config.batch_size if config.finetune_backbone else 512
     targets = batch_targets(config, data.fixed_soft, generators["entries"])
+    if not targets.dense_rows:
+        data = with_label_rows(data, device)
     sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
     cycler = ConfidenceCycler(
         data.train_labels, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh,
@@ -374,8 +382,7 @@ def mean_accuracy_at_entries(model, inputs, labels: LabelRows, rows: np.ndarray,
     for lo in range(0, len(rows), batch_size):
         batch = rows[lo : lo + batch_size]
         index, valid, values = labels.batch(torch.from_numpy(batch).to(labels.starts.device))
-        items = torch.arange(len(batch), device=index.device)[:, None].expand_as(index)[valid]
-        annotators = index[valid]
+        items, annotators = batch_entries(index, valid)
         hits = model(inputs[batch], items, annotators).argmax(-1) == values[valid]
         correct += torch.bincount(annotators[hits], minlength=labels.n_annotators).cpu().numpy()
         n_labels += torch.bincount(annotators, minlength=labels.n_annotators).cpu().numpy()

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from simlabel.core.label_rows import LabelRows, sample_unlabelled
+from simlabel.core.label_rows import LabelRows, batch_entries, sample_unlabelled
 from simlabel.core.labels import MISSING
-from simlabel.core.soft_labels import soft_labels, weighted_soft_labels
+from simlabel.core.soft_labels import mix_sources, soft_labels, weighted_soft_labels
 
 
 def mean_probability(log_p: torch.Tensor) -> torch.Tensor:
@@ -69,14 +69,14 @@ class SampledTargets:
         rows = torch.as_tensor(rows, device=labels.starts.device)
         hard_index, hard_valid, hard_values = targets.batch(rows)
         index, valid, observed = (hard_index, hard_valid, hard_values) if targets is labels else labels.batch(rows)
-        hard_items = torch.arange(len(rows), device=rows.device)[:, None].expand_as(hard_index)[hard_valid]
+        hard_items, hard_annotators = batch_entries(hard_index, hard_valid)
         soft_items, soft_annotators = sample_unlabelled(
             hard_index, hard_valid, labels.n_annotators, self.per_item, valid.any(1), self.generator)
-        log_p = model(inputs, torch.cat([hard_items, soft_items]), torch.cat([hard_index[hard_valid], soft_annotators])).float()
+        log_p = model(inputs, torch.cat([hard_items, soft_items]), torch.cat([hard_annotators, soft_annotators])).float()
         probs = mean_probability(log_p.unsqueeze(-2)).squeeze(-2).detach()  # (E, C)
         n_hard = hard_items.numel()
         labeller_probs = self._at_labellers(probs[:n_hard], hard_index, hard_valid, index, valid, targets is labels)
-        sources = self._sources(labeller_probs, observed, valid)
+        sources = mix_sources(labeller_probs, observed, self.source) * valid[..., None]  # (B, W, C)
         index = torch.where(valid, index, 0)  # padding (A) must index the similarity; it gets weight 0
         p_soft, has_soft = weighted_soft_labels(
             similarity.to(probs.dtype), soft_annotators, index[soft_items], valid[soft_items], sources[soft_items], transport
@@ -97,15 +97,6 @@ class SampledTargets:
         # Both ascending by annotator: an observed entry's slot among its item's hard entries.
         slot = torch.arange(index.shape[1], device=index.device) if same else torch.searchsorted(hard_index, index)
         return hard_probs[torch.where(valid, first[:, None] + slot, 0)]
-
-    def _sources(self, labeller_probs, observed, valid) -> torch.Tensor:
-        """(B, W, C) what each labeller contributes: predictions, one-hot labels or their mean."""
-        parts = []
-        if self.source in ("predictions", "mixed"):
-            parts.append(labeller_probs)
-        if self.source in ("labels", "mixed"):
-            parts.append(torch.nn.functional.one_hot(observed.clamp(min=0), labeller_probs.shape[-1]).to(labeller_probs.dtype))
-        return (sum(parts) / len(parts)) * valid[..., None]
 
 
 def batch_targets(config, fixed_soft: torch.Tensor | None, generator: torch.Generator):

@@ -164,13 +164,16 @@ def similarity_error(similarity: pd.DataFrame, truth: pd.DataFrame) -> float:
     return float(np.nanmean(np.abs(similarity.to_numpy(float) - truth.to_numpy(float))[off]))
 
 
-def _final_similarities(
-    crowd_folder: CrowdFolder, methods_params: dict, similarity: pd.DataFrame, final: tuple[pd.DataFrame, ...],
+def compare_similarities(
+    crowd_folder: CrowdFolder, methods_params: dict, similarity: pd.DataFrame, *final: pd.DataFrame,
     methods: list[str],
-) -> tuple[dict[str, pd.DataFrame], dict[str, float] | None]:
-    """One panel per distinct matrix (the initial similarity, each method's final one, the truth
-    where the folder has it) and, with a truth, the errors keyed ``initial``, ``refined`` (the
-    first method with ``cycling``; ``refined@<method>`` for the others) and ``<method>``."""
+) -> tuple[Figure, dict[str, float]]:
+    """The initial similarity beside each method's final one (refined by confidence cycling, or
+    estimated otherwise: ``similarity_estimator``), and beside the truth where the folder has
+    ``true_similarity.csv``: one panel per distinct matrix. With a truth, also the errors (mean
+    |S - S_true| over off-diagonal pairs) keyed ``initial``, ``refined`` (the first method with
+    ``cycling``; ``refined@<method>`` for the others) and ``<method>``; {} without one. Apart
+    from the accuracies, so that it runs beside ``evaluate_methods``."""
     truth = crowd_folder.true_similarity
     if truth is not None:
         truth = truth.reindex(index=similarity.columns, columns=similarity.columns)
@@ -189,35 +192,16 @@ def _final_similarities(
             key = ("refined" if n_refined == 0 else f"refined@{method}") if cycling else method
             errors[key] = round(similarity_error(matrix, truth), 6)
         n_refined += cycling
-    if truth is None:
-        return matrices, None
-    matrices["truth (true_similarity.csv)"] = truth
-    return matrices, {"initial": round(similarity_error(similarity, truth), 6), **errors}
+    if truth is not None:
+        matrices["truth (true_similarity.csv)"] = truth
+        errors = {"initial": round(similarity_error(similarity, truth), 6), **errors}
+        logger.info("similarity error (mean |S - S_true| over pairs): %s", errors)
+    return similarity_heatmaps(matrices), errors
 
 
-def compare_similarities(
-    metrics: dict, crowd_folder: CrowdFolder, methods_params: dict, similarity: pd.DataFrame, *final: pd.DataFrame,
-    methods: list[str],
-) -> dict:
-    """``metrics`` with ``similarity_error`` (mean |S - S_true| over off-diagonal pairs) where
-    the folder has ``true_similarity.csv``: ``initial``, ``refined`` (the first method with
-    ``cycling``; ``refined@<method>`` for the others) and ``<method>`` for methods with their
-    own estimator (``similarity_estimator``)."""
-    _, errors = _final_similarities(crowd_folder, methods_params, similarity, final, methods)
-    if errors is None:
-        return metrics
-    logger.info("similarity error (mean |S - S_true| over pairs): %s", errors)
-    return {**metrics, "similarity_error": errors}
-
-
-def plot_final_similarities(
-    crowd_folder: CrowdFolder, methods_params: dict, similarity: pd.DataFrame, *final: pd.DataFrame,
-    methods: list[str],
-) -> Figure:
-    """The initial similarity beside each method's final one (refined by confidence cycling, or
-    estimated otherwise), and beside the truth where the folder has it: one panel per distinct
-    matrix. Apart from ``compare_similarities`` so that it draws while the accuracies are computed."""
-    return similarity_heatmaps(_final_similarities(crowd_folder, methods_params, similarity, final, methods)[0])
+def with_similarity_errors(metrics: dict, similarity_errors: dict[str, float]) -> dict:
+    """``metrics`` with ``similarity_error`` (``compare_similarities``' errors) where there are any."""
+    return {**metrics, "similarity_error": similarity_errors} if similarity_errors else metrics
 
 
 def training_curves(training_history: pd.DataFrame) -> Figure:

@@ -3,11 +3,10 @@
 over its members' checkpoints (``blend_method``), so a member listed as a method is trained once.
 Members that are crowd baselines get their own namespace too (not reported)."""
 
-import inspect
-
 from kedro.pipeline import Node, Pipeline
 
 from simlabel.methods import training_plan
+from simlabel.pipelines.bound import BoundFunction
 
 from .nodes import blend_method, train_method
 
@@ -16,29 +15,19 @@ OUTPUTS = ["checkpoint", "predictions", "training_history", "frame_attention", "
            "imputed_labels", "refined_similarity"]
 
 
-class MethodTrainer:
-    """``train_method`` (or ``blend_method``) for one method. A class, not ``functools.partial``:
-    with a partial (even with ``update_wrapper``), Kedro's ParallelRunner workers could not name
-    the function and warned once per method; an instance keeps ``__name__`` and the signature
-    Kedro checks the inputs against (tests/e2e/test_dvc_notebook_viz.py)."""
+class MethodTrainer(BoundFunction):
+    """``train_method`` (or ``blend_method``) for one method (tests/e2e/test_dvc_notebook_viz.py
+    checks that ParallelRunner's workers name it)."""
 
     def __init__(self, method_name: str, members: list[str] | None = None):
         self.method_name, self.members = method_name, members
-        self.function = blend_method if members else train_method
-        self.__name__ = self.function.__name__
-        bound = ("method_name", "members")
-        signature = inspect.signature(self.function)
-        self.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name not in bound])
-        # What typing.get_type_hints reads (Kedro's type check warned once per node without them).
-        self.__annotations__ = {k: v for k, v in self.function.__annotations__.items() if k not in bound}
-        self.__globals__ = self.function.__globals__
+        if members:
+            super().__init__(blend_method, method_name=method_name, members=members)
+        else:
+            super().__init__(train_method, method_name=method_name)
 
     def __reduce__(self):  # pickled by name (ParallelRunner), rebuilt in the worker
         return MethodTrainer, (self.method_name, self.members)
-
-    def __call__(self, *args, **inputs):
-        extra = {"members": self.members} if self.members else {}
-        return self.function(*args, **inputs, method_name=self.method_name, **extra)
 
 
 def method_pipeline(name: str, group: str = "methods") -> Pipeline:
