@@ -30,8 +30,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from simlabel.core.similarity import similarity_from_params  # noqa: E402
 from simlabel.evaluation import RESULT_COLUMNS, paired_differences, per_run_accuracy  # noqa: E402
-from simlabel.experiment import Split, estimate_similarity, run_method  # noqa: E402
+from simlabel.experiment import Split, run_method  # noqa: E402
 from simlabel.runtime import use_threads  # noqa: E402
 from simlabel.training.config import TrainConfig  # noqa: E402
 
@@ -67,7 +68,7 @@ def seed_results(tokens, matrix, n_classes, test_items, seed: int, training: dic
     """One (method, per-annotator counts) frame per single model and blend of one seed."""
     labels = matrix.to_numpy()
     split = Split.draw(matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, seed, test_items=test_items)
-    similarity = estimate_similarity(split.labels_of(labels, "train"), n_classes, {"min_overlap": 2})
+    similarity = similarity_from_params(split.labels_of(labels, "train"), n_classes, {"min_overlap": 2})
     rows = np.flatnonzero(split.test)
     probs = {}
     for name, (overrides, offset) in SINGLE.items():

@@ -67,17 +67,21 @@ def test_a_second_run_starts_the_slowest_ready_node_first(tmp_path, monkeypatch)
     assert sorted(third, key=third.get) == ["short", "middle", "long"]
 
 
-def test_every_node_of_the_registered_pipelines_can_go_to_a_parallel_worker():
+def test_every_node_of_the_registered_pipelines_can_go_to_a_parallel_worker(monkeypatch):
     """ParallelRunner (and LongestFirst, which the DVC stage uses) refuses a run whose nodes do
     not pickle (a closure, a lambda): check every registered pipeline's nodes up front, and that a
     reporting node still computes after a round trip."""
     import pickle
 
+    import kedro.framework.project
     from kedro.runner import ParallelRunner
 
     from simlabel.pipeline_registry import register_pipelines
 
+    monkeypatch.setattr(kedro.framework.project, "PACKAGE_NAME", "simlabel")  # what bootstrap_project sets
     pipelines = register_pipelines()
+    assert {"demo_data", "ingestion", "label_matrix", "similarity", "training", "reporting", "simlabel",
+            "paper_tables", "predict", "__default__"} <= set(pipelines)
     for pipeline in pipelines.values():
         ParallelRunner._validate_nodes(pipeline.nodes)  # raises AttributeError naming the culprits
         for each in pipeline.nodes:

@@ -13,56 +13,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from simlabel.core.labels import remove_labels
 from simlabel.core.metrics import mean_interval
-from simlabel.experiment import Split, blend, estimate_similarity, run_method, score
-from simlabel.methods import BLEND_KEY
+from simlabel.core.similarity import similarity_from_params
+from simlabel.experiment import Split, blend, run_method, score
+from simlabel.methods import BLEND_KEY, Run
 from simlabel.training.config import TrainConfig
 from simlabel.training.loop import TrainingResult
 
 logger = logging.getLogger(__name__)
 RESULT_COLUMNS = ["architecture", "r", "seed", "method", "annotator", "n_test", "n_correct"]
-
-
-@dataclass
-class Run:
-    architecture: str
-    r: float
-    seed: int
-    method: str
-    overrides: dict
-
-
-def plan_runs(architectures, rates, seeds, methods: dict, baselines: dict, ablation: dict | None) -> list[Run]:
-    """Every run of an experiment; crowd baselines once per (r, seed), under the first architecture.
-
-    ``methods`` / ``baselines``: name -> overrides of ``training``. ``ablation``: the paper's
-    Table 5, one factor at a time around ``default_threshold`` / ``default_formula`` of the method
-    ``ablation["method"]``."""
-    runs = []
-    for seed in seeds:
-        for r in rates:
-            runs += [Run(architectures[0], r, seed, name, overrides) for name, overrides in baselines.items()]
-            for architecture in architectures:
-                runs += [Run(architecture, r, seed, name, overrides) for name, overrides in methods.items()]
-    if ablation:
-        if ablation.get("method") not in methods:
-            raise ValueError(f"paper_tables.ablation.method must name one of the methods {sorted(methods)}, "
-                             f"got {ablation.get('method')!r} (or set paper_tables.ablation: null)")
-        base = methods[ablation["method"]]
-        for seed in seeds[: ablation["seeds"]]:
-            for threshold in ablation["thresholds"]:
-                for formula in ablation["formulas"]:
-                    if threshold != ablation["default_threshold"] and formula != ablation["default_formula"]:
-                        continue  # one factor at a time, as the paper's Table 5
-                    overrides = {**base, "cycling": True, "threshold": threshold, "confidence_formula": formula}
-                    runs.append(Run(architectures[0], 0.0, seed, f"ablation:T={threshold}:{formula}", overrides))
-    return runs
 
 
 def run_experiment(
@@ -96,7 +60,7 @@ def run_experiment(
             current, trained = (run.seed, run.r), {}
             split = Split.draw(item_ids, split_fractions, run.seed, test_items=test_items)
             y = remove_labels(labels, split.train, run.r, run.seed) if run.r else labels
-            similarity = estimate_similarity(split.labels_of(y, "train"), n_classes, similarity_params)
+            similarity = similarity_from_params(split.labels_of(y, "train"), n_classes, similarity_params)
         t0 = time.perf_counter()
         if BLEND_KEY in run.overrides:
             result = blend([train(m, (named or {})[m], run) for m in run.overrides[BLEND_KEY]])

@@ -17,49 +17,16 @@ scores treat them like any other method.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
 from simlabel.core.baselines import dawid_skene, majority_vote
-from simlabel.core.labels import MISSING, rows_only, split_items
+from simlabel.core.labels import MISSING, Split
 from simlabel.core.similarity import estimate_similarity as similarity_estimate
 from simlabel.models.factory import AnnotatorsFromTruth, BlendedAnnotators, uses_frames
 from simlabel.training.config import TrainConfig
 from simlabel.training.loop import TrainingResult, predict_labels, train_annotator_models
-
-
-@dataclass
-class Split:
-    """(N,) bool masks of the training, validation and test items."""
-
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-    @classmethod
-    def from_names(cls, names) -> Split:
-        """From one split name (``train`` / ``val`` / ``test``) per item."""
-        names = pd.Series(names).to_numpy()
-        return cls(names == "train", names == "val", names == "test")
-
-    @classmethod
-    def draw(cls, item_ids, fractions: dict, seed: int, test_items=None) -> Split:
-        """A seeded random split (``split_items``), as the label_matrix stage draws it;
-        ``test_items``: optional test panel (ids always in test, the rest train / val only)."""
-        return cls.from_names(split_items(item_ids, fractions, seed, test_items=test_items)["split"])
-
-    def labels_of(self, labels: np.ndarray, part: str) -> np.ndarray:
-        """(N, A) labels of one part's items, ``MISSING`` elsewhere."""
-        return rows_only(labels, getattr(self, part))
-
-
-def estimate_similarity(train_labels: np.ndarray, n_classes: int, params: dict) -> np.ndarray:
-    """(A, A) annotator similarity from the training labels: ``params["estimator"]`` (default
-    ``kappa``, SPEC section 1; see core/similarity.py) with ``min_overlap``."""
-    return similarity_estimate(train_labels, n_classes, params.get("estimator", "kappa"), min_overlap=params["min_overlap"])
 
 
 def run_method(

@@ -4,14 +4,20 @@ Kedro builds the pipeline graph before it reads parameters, so the per-method na
 generated from the ``methods:`` block of the configuration files (``conf/base`` and the run
 environment, ``conf/local`` by default or ``KEDRO_ENV``). Everything else about a method (its
 overrides) is read at run time through ``params:methods.<name>``.
+
+Also what a method becomes (``method_configs``: one ``TrainConfig`` per architecture) and the
+runs of an experiment (``plan_runs``): plain configuration, without torch, so parameter
+validation (every ``kedro run``) checks them without loading the training code.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from simlabel.errors import UserError
+from simlabel.training.config import TrainConfig, architecture_list
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PARAMETERS_FILE = "conf/base/parameters_methods.yml"
@@ -102,3 +108,57 @@ def training_plan() -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
     method_names(params)
     methods, baselines = params["methods"], params.get("crowd_baselines") or {}
     return methods_to_train(methods, baselines), blend_members(methods, baselines)
+
+
+def method_configs(training: dict, similarity: dict, method: dict, method_name: str) -> dict[str, TrainConfig]:
+    """``{architecture: TrainConfig}``: ``training`` updated by the method's overrides."""
+    params = dict(training)
+    state_dir = params.pop("state_dir", None)
+    architectures = architecture_list(params.pop("architectures", None)) or ["heads"]
+    return {
+        architecture: TrainConfig.from_params(
+            params, {"min_overlap": similarity["min_overlap"]}, method, {"architecture": architecture},
+            {"state_path": f"{state_dir}/{method_name}/{architecture}.pt"} if state_dir else {},
+            {"run_name": method_name if len(architectures) == 1 else f"{method_name}/{architecture}"},
+        )
+        for architecture in architectures
+    }
+
+
+@dataclass
+class Run:
+    """One training run of an experiment: a method (its ``training`` overrides) under one
+    architecture, removal rate ``r`` and split seed."""
+
+    architecture: str
+    r: float
+    seed: int
+    method: str
+    overrides: dict
+
+
+def plan_runs(architectures, rates, seeds, methods: dict, baselines: dict, ablation: dict | None) -> list[Run]:
+    """Every run of an experiment; crowd baselines once per (r, seed), under the first architecture.
+
+    ``methods`` / ``baselines``: name -> overrides of ``training``. ``ablation``: the paper's
+    Table 5, one factor at a time around ``default_threshold`` / ``default_formula`` of the method
+    ``ablation["method"]``."""
+    runs = []
+    for seed in seeds:
+        for r in rates:
+            runs += [Run(architectures[0], r, seed, name, overrides) for name, overrides in baselines.items()]
+            for architecture in architectures:
+                runs += [Run(architecture, r, seed, name, overrides) for name, overrides in methods.items()]
+    if ablation:
+        if ablation.get("method") not in methods:
+            raise ValueError(f"paper_tables.ablation.method must name one of the methods {sorted(methods)}, "
+                             f"got {ablation.get('method')!r} (or set paper_tables.ablation: null)")
+        base = methods[ablation["method"]]
+        for seed in seeds[: ablation["seeds"]]:
+            for threshold in ablation["thresholds"]:
+                for formula in ablation["formulas"]:
+                    if threshold != ablation["default_threshold"] and formula != ablation["default_formula"]:
+                        continue  # one factor at a time, as the paper's Table 5
+                    overrides = {**base, "cycling": True, "threshold": threshold, "confidence_formula": formula}
+                    runs.append(Run(architectures[0], 0.0, seed, f"ablation:T={threshold}:{formula}", overrides))
+    return runs

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import types
 import typing
 from collections.abc import Callable
@@ -25,12 +24,11 @@ from typing import Any, NamedTuple
 
 from kedro.framework.hooks import hook_impl
 
+from simlabel.choices import ARCHITECTURE_OPTIONS, CONFIDENCE_FORMULAS
 from simlabel.core.similarity import SIMILARITY_ESTIMATORS
-from simlabel.core.soft_labels import CONFIDENCE_FORMULAS
 from simlabel.errors import UserError
 from simlabel.folder import INPUT_KINDS
-from simlabel.methods import BLEND_KEY, blend_problems
-from simlabel.models.annotators import ARCHITECTURES
+from simlabel.methods import BLEND_KEY, blend_problems, method_configs, plan_runs
 from simlabel.training.config import TrainConfig, architecture_list
 
 Check = Callable[[Any], str | None]  # a value -> what is wrong with it, or None
@@ -78,10 +76,10 @@ def each(check: Check, types_: tuple = (int, float), non_empty: bool = True) -> 
 
 
 def device_check(value: str) -> str | None:
+    if value in ("auto", "cpu", "cuda"):  # torch parses the rest: loaded only then
+        return None
     import torch
 
-    if value == "auto":
-        return None
     try:
         torch.device(value)
     except (RuntimeError, ValueError):
@@ -98,10 +96,10 @@ def architectures_check(value) -> str | None:
     names = architecture_list(value)
     if not names or names == [""]:
         return "must name at least one architecture"
-    unknown = [n for n in names if n not in ARCHITECTURES]
+    unknown = [n for n in names if n not in ARCHITECTURE_OPTIONS]
     if unknown:
-        hints = [f"{n!r}" + _did_you_mean(str(n), ARCHITECTURES).replace("; ", " (").replace("?", "?)") for n in unknown]
-        return f"unknown architecture {', '.join(hints)}; choose from {' | '.join(ARCHITECTURES)}"
+        hints = [f"{n!r}" + _did_you_mean(str(n), ARCHITECTURE_OPTIONS).replace("; ", " (").replace("?", "?)") for n in unknown]
+        return f"unknown architecture {', '.join(hints)}; choose from {' | '.join(ARCHITECTURE_OPTIONS)}"
     return None
 
 
@@ -186,7 +184,7 @@ SCHEMA: dict[str, dict[str, Rule]] = {
     },
     "predict": {
         "method": Rule(STR, None, "a method of methods:"),
-        "architecture": Rule((str, type(None)), one_of((None, *ARCHITECTURES)), "null = the first trained", required=False),
+        "architecture": Rule((str, type(None)), one_of((None, *ARCHITECTURE_OPTIONS)), "null = the first trained", required=False),
     },
 }
 # --params="dataset_dir=2024" arrives as an integer: a folder name all the same.
@@ -222,8 +220,6 @@ OPTION_RULES = {  # values of training.architecture_options.<architecture>.<opti
     ("padl", "n_samples"): Rule(INT, at_least(1)),
     ("padl", "sigma_scale"): Rule(NUMBER, lambda v: None if v > 0 else "must be > 0"),
 }
-COMMON_MODEL_ARGS = {"self", "in_dim", "n_annotators", "n_classes", "feature_mean", "feature_std", "hidden",
-                     "head_hidden", "dropout", "n_tokens"}
 
 
 # ---- the checks -----------------------------------------------------------------------------
@@ -374,14 +370,14 @@ def _architecture_options(prefix: str, options: dict, file: str) -> list[Problem
     problems = []
     for architecture, values in options.items():
         where = f"{prefix}.{architecture}"
-        if architecture not in ARCHITECTURES:
-            hint = _did_you_mean(str(architecture), ARCHITECTURES, prefix) or f"; choose from {' | '.join(ARCHITECTURES)}"
+        if architecture not in ARCHITECTURE_OPTIONS:
+            hint = _did_you_mean(str(architecture), ARCHITECTURE_OPTIONS, prefix) or f"; choose from {' | '.join(ARCHITECTURE_OPTIONS)}"
             problems.append(Problem(where, file, f"unknown architecture{hint}"))
             continue
         if not isinstance(values, dict | type(None)):
             problems.append(Problem(where, file, f"must be a mapping of options, got {values!r}"))
             continue
-        allowed = sorted(set(inspect.signature(ARCHITECTURES[architecture].__init__).parameters) - COMMON_MODEL_ARGS)
+        allowed = sorted(ARCHITECTURE_OPTIONS[architecture])
         for option, value in (values or {}).items():
             if option not in allowed:
                 hint = _did_you_mean(str(option), allowed, where)
@@ -430,9 +426,6 @@ def _merged_configs(params: dict) -> list[Problem]:
     """Every config the runs will build, merged as the training node and paper_tables merge them
     (catches what only a combination rejects, e.g. soft_entries_per_item with qumatl). A problem
     of ``training`` itself is reported once, not once per method."""
-    from simlabel.evaluation import plan_runs
-    from simlabel.pipelines.training.nodes import method_configs
-
     training, similarity = params.get("training"), params.get("similarity") or {}
     if not isinstance(training, dict):
         return []

@@ -10,8 +10,9 @@ and nltk into the environment.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 from scipy.special import logsumexp
 
 from simlabel.core.labels import MISSING, check_label_values
@@ -209,7 +210,8 @@ def annotator_predictions_from_truth(p_truth, confusions):
             f"expected p_truth (M, C) and confusions (A, C, C), got {tuple(p_truth.shape)} "
             f"and {tuple(confusions.shape)}"
         )
-    if isinstance(p_truth, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor implies torch is loaded; numpy callers never load it
+    if torch is not None and isinstance(p_truth, torch.Tensor):
         confusions = torch.as_tensor(confusions, dtype=p_truth.dtype, device=p_truth.device)
         return torch.einsum("my,ayz->maz", p_truth, confusions)
     return np.einsum("my,ayz->maz", np.asarray(p_truth), np.asarray(confusions))

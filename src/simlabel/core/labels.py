@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -366,3 +367,28 @@ def check_label_values(labels: np.ndarray, n_classes: int) -> None:
 def rows_only(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(N, A) labels of the items where ``rows`` (N,) bool is set, ``MISSING`` elsewhere."""
     return np.where(np.asarray(rows, bool)[:, None], labels, MISSING)
+
+
+@dataclass
+class Split:
+    """(N,) bool masks of the training, validation and test items."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @classmethod
+    def from_names(cls, names) -> Split:
+        """From one split name (``train`` / ``val`` / ``test``) per item."""
+        names = pd.Series(names).to_numpy()
+        return cls(names == "train", names == "val", names == "test")
+
+    @classmethod
+    def draw(cls, item_ids, fractions: dict, seed: int, test_items=None) -> Split:
+        """A seeded random split (``split_items``), as the label_matrix stage draws it;
+        ``test_items``: optional test panel (ids always in test, the rest train / val only)."""
+        return cls.from_names(split_items(item_ids, fractions, seed, test_items=test_items)["split"])
+
+    def labels_of(self, labels: np.ndarray, part: str) -> np.ndarray:
+        """(N, A) labels of one part's items, ``MISSING`` elsewhere."""
+        return rows_only(labels, getattr(self, part))

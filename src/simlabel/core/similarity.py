@@ -283,6 +283,12 @@ def estimate_similarity(
     return SIMILARITY_ESTIMATORS[estimator](y, n_classes, **options)
 
 
+def similarity_from_params(train_labels: np.ndarray, n_classes: int, params: dict) -> np.ndarray:
+    """(A, A) annotator similarity from the training labels as ``parameters_similarity.yml`` asks:
+    ``params["estimator"]`` (default ``kappa``, SPEC section 1) with ``min_overlap``."""
+    return estimate_similarity(train_labels, n_classes, params.get("estimator", "kappa"), min_overlap=params["min_overlap"])
+
+
 def model_informed_kappa(
     y: np.ndarray, predicted: np.ndarray, n_classes: int, min_overlap: int = 1, tau: float | str = "auto"
 ) -> np.ndarray:

@@ -11,8 +11,7 @@ import math
 
 import torch
 
-SOFT_LABEL_SOURCES = ("predictions", "labels", "mixed")
-CONFIDENCE_FORMULAS = ("max", "entropy", "product")
+from simlabel.choices import CONFIDENCE_FORMULAS, SOFT_LABEL_SOURCES
 
 
 def labeller_index(labelled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

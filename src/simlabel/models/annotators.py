@@ -2,7 +2,7 @@
 
 Each maps input tokens (B, T, D) to per-annotator log-probabilities (B, A, C), so the SimLabel
 loss, soft labels and confidence never know which one ran. A new architecture is one class here
-and one name in ``ARCHITECTURES``. Stochastic architectures (PADL) return (S, B, A, C) Monte-Carlo
+and one name in ``ARCHITECTURES`` (and its options in ``simlabel.choices``). Stochastic architectures (PADL) return (S, B, A, C) Monte-Carlo
 samples in training mode; the loss averages over S.
 
 Inputs are standardised inside the model with the training items' mean and std (buffers saved
@@ -399,9 +399,6 @@ class GaussianModel(nn.Module):
 
     def annotator_parameters(self) -> list[nn.Parameter]:
         return _batched_parameters(self.delta) + _batched_parameters(self.log_scale)
-
-
-ENTRY_ARCHITECTURES = ("heads", "madl", "padl")  # can evaluate single (item, annotator) entries
 
 
 class EndToEnd(nn.Module):

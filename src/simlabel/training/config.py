@@ -10,8 +10,12 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from simlabel.core.soft_labels import CONFIDENCE_FORMULAS, SOFT_LABEL_SOURCES
-from simlabel.models.annotators import ARCHITECTURES, ENTRY_ARCHITECTURES
+from simlabel.choices import (
+    ARCHITECTURE_OPTIONS,
+    CONFIDENCE_FORMULAS,
+    ENTRY_ARCHITECTURES,
+    SOFT_LABEL_SOURCES,
+)
 
 CROWD_BASELINES = ("none", "consensus", "dawid_skene")
 
@@ -110,7 +114,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.architecture in ARCHITECTURES, f"architecture must be one of {sorted(ARCHITECTURES)}"),
+            (self.architecture in ARCHITECTURE_OPTIONS, f"architecture must be one of {sorted(ARCHITECTURE_OPTIONS)}"),
             (self.soft_label_source in SOFT_LABEL_SOURCES, f"soft_label_source must be one of {SOFT_LABEL_SOURCES}"),
             (self.confidence_formula in CONFIDENCE_FORMULAS, f"confidence_formula must be one of {CONFIDENCE_FORMULAS}"),
             (self.crowd_baseline in CROWD_BASELINES, f"crowd_baseline must be one of {CROWD_BASELINES}"),

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from simlabel.evaluation import paired_differences, per_run_accuracy, plan_runs, run_experiment
+from simlabel.evaluation import paired_differences, per_run_accuracy, run_experiment
 from simlabel.folder import CrowdFolder
-from simlabel.methods import blend_members
+from simlabel.methods import blend_members, plan_runs
 from simlabel.reports import MAX_MARKDOWN_ANNOTATORS
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from simlabel.experiment import Split, estimate_similarity
+from simlabel.core.labels import Split
+from simlabel.core.similarity import similarity_from_params
 from simlabel.reports import similarity_heatmaps
 
 
@@ -15,7 +16,7 @@ def compute_similarity(label_matrix: pd.DataFrame, item_split: pd.DataFrame, cla
     if names.isna().any():
         raise ValueError(f"{int(names.isna().sum())} items of the label matrix are not in item_split: rerun label_matrix")
     train_labels = Split.from_names(names).labels_of(label_matrix.to_numpy(), "train")
-    values = estimate_similarity(train_labels, len(classes), params)
+    values = similarity_from_params(train_labels, len(classes), params)
     return pd.DataFrame(values, index=label_matrix.columns.copy(), columns=label_matrix.columns.copy())
 
 

@@ -14,28 +14,13 @@ import torch
 from simlabel.core.cycling import IMPUTED_COLUMNS
 from simlabel.core.labels import MISSING
 from simlabel.experiment import Split, blend, run_method
+from simlabel.methods import method_configs
 from simlabel.models.factory import uses_frames
-from simlabel.training.config import TrainConfig, architecture_list
 from simlabel.training.loop import BatchSource, TrainingResult, model_from_checkpoint
 
 PREDICTION_COLUMNS = ["method", "architecture", "item_id", "annotator_id", "split", "label", "predicted", "probability"]
 ATTENTION_COLUMNS = ["method", "architecture", "annotator_id", "token", "weight"]
 TRUTH_COLUMNS = ["method", "architecture", "item_id", "split", "predicted", "probability"]
-
-
-def method_configs(training: dict, similarity: dict, method: dict, method_name: str) -> dict[str, TrainConfig]:
-    """``{architecture: TrainConfig}``: ``training`` updated by the method's overrides."""
-    params = dict(training)
-    state_dir = params.pop("state_dir", None)
-    architectures = architecture_list(params.pop("architectures", None)) or ["heads"]
-    return {
-        architecture: TrainConfig.from_params(
-            params, {"min_overlap": similarity["min_overlap"]}, method, {"architecture": architecture},
-            {"state_path": f"{state_dir}/{method_name}/{architecture}.pt"} if state_dir else {},
-            {"run_name": method_name if len(architectures) == 1 else f"{method_name}/{architecture}"},
-        )
-        for architecture in architectures
-    }
 
 
 def train_method(
