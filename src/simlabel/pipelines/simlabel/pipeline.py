@@ -9,9 +9,8 @@ from kedro.pipeline import Pipeline
 
 from simlabel.pipelines import ingestion, label_matrix, reporting, similarity, training
 
-MAIN_STAGES = {"ingestion": ingestion, "label_matrix": label_matrix, "similarity": similarity,
-               "training": training, "reporting": reporting}
+MAIN_STAGES = (ingestion, label_matrix, similarity, training, reporting)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return sum((stage.create_pipeline() for stage in MAIN_STAGES.values()), Pipeline([]))
+    return sum((stage.create_pipeline() for stage in MAIN_STAGES), Pipeline([]))
