@@ -33,6 +33,7 @@ from simlabel.core.label_rows import LabelRows, sample_unlabelled
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.annotators import build_model
+from simlabel.training.optim import FusedAdamW
 from simlabel.training.targets import SampledTargets
 
 
@@ -46,7 +47,7 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
     similarity = torch.from_numpy(kappa_matrix(labels, n_classes, 2).astype(np.float32))
     model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
                         feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=128, dropout=0.2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    optimizer = FusedAdamW(model.parameters(), lr=1e-3)  # as the training loop
     weight = 1.0 if n_annotators > 1 else 0.0
     sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(seed)) if k else None
     label_rows = LabelRows.from_matrix(labels) if k else None

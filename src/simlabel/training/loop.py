@@ -32,6 +32,7 @@ from simlabel.core.soft_labels import has_labellers, soft_labels
 from simlabel.models.factory import model_from_args
 from simlabel.runtime import distributed_rank_and_size, resolve_device
 from simlabel.training.config import TrainConfig
+from simlabel.training.optim import FusedAdamW, WarmupCosine, fused_adamw_supported, warmup_cosine
 from simlabel.training.state import SaveThrottle, TrainState, fingerprint
 from simlabel.training.targets import batch_targets, mean_probability
 
@@ -146,36 +147,14 @@ def with_label_rows(data: RunData, device) -> RunData:
                                val_label_rows=LabelRows.from_matrix(data.val_labels, device))
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float):
-    """LR multiplier: linear warm-up over the first ``warmup_fraction`` of steps, then cosine to 0."""
-    warmup = max(1, int(warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
-def uses_fused_adamw(model: torch.nn.Module) -> bool | None:
-    """AdamW's fused kernel where torch has one for every parameter's device: on the CPU it
-    updates CIFAR-10N's heads model (1.1 M parameters) in 1.3 ms against 3.7 ms for the default
-    per-tensor loops (one thread), the same update to float rounding. None = torch's default."""
-    devices = {p.device.type for p in model.parameters()}
-    floating = all(p.is_floating_point() for p in model.parameters())
-    return True if floating and devices and devices <= {"cpu", "cuda"} else None
-
-
 @dataclass
 class Optimisation:
     """AdamW (the frame encoder at its own learning rate), warm-up + cosine schedule, gradient
     clipping and, on CUDA, mixed precision: ``step(loss)`` is one update."""
 
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    optimizer: FusedAdamW | torch.optim.AdamW
+    scheduler: WarmupCosine
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     grad_clip: float
@@ -187,8 +166,11 @@ class Optimisation:
         groups = [{"params": [p for p in model.parameters() if id(p) not in encoder_ids], "lr": config.learning_rate}]
         if encoder is not None:
             groups.append({"params": list(encoder.parameters()), "lr": config.backbone_learning_rate})
-        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=uses_fused_adamw(model))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, config.warmup_fraction))
+        # torch's fused kernel (1.3 ms against 3.7 ms for the per-tensor loops on CIFAR-10N's 1.1 M
+        # heads parameters, one thread), without torch.optim's import of torch._dynamo (optim.py).
+        adamw = FusedAdamW if fused_adamw_supported(model.parameters()) else torch.optim.AdamW
+        optimizer = adamw(groups, weight_decay=config.weight_decay)
+        scheduler = WarmupCosine(optimizer, warmup_cosine(total_steps, config.warmup_fraction))
         amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
         use_amp = config.mixed_precision and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)

@@ -1,0 +1,176 @@
+"""AdamW and the warm-up + cosine schedule, without ``torch.optim``.
+
+Why not ``torch.optim.AdamW``: its ``step``, ``zero_grad``, ``add_param_group`` and state-dict
+methods are wrapped to keep ``torch.compile`` out, and the first call imports ``torch._dynamo``:
+1.3-2.1 s of every training process (a Kedro worker, a torchrun rank) before its first step,
+for a compiler this project never uses. ``FusedAdamW`` runs torch's own fused kernel
+(``torch._fused_adamw_``, what ``torch.optim.AdamW(fused=True)`` calls) on the same state, so
+the updates are the same numbers bit for bit, and its state dicts have ``torch.optim``'s format:
+a state saved by either loads into the other (tested). ``WarmupCosine`` is ``LambdaLR`` with a
+fixed factor, state dict in ``LambdaLR``'s format.
+
+The fused kernel exists for floating-point parameters on the CPU and CUDA
+(``fused_adamw_supported``); elsewhere the training loop uses ``torch.optim.AdamW``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+# The keys torch.optim.AdamW keeps in every parameter group (besides "params" and the
+# scheduler's "initial_lr"), so a state dict written here loads into torch's optimiser.
+_TORCH_GROUP_KEYS = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                     "differentiable": False, "fused": True, "decoupled_weight_decay": True}
+
+
+def fused_adamw_supported(parameters: Iterable[torch.Tensor]) -> bool:
+    """Whether torch's fused AdamW kernel takes every one of ``parameters``."""
+    parameters = list(parameters)
+    return bool(parameters) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
+
+
+class FusedAdamW:
+    """AdamW (decoupled weight decay) with torch's fused kernel, over parameter groups.
+
+    groups : an iterable of parameters, or of dicts ``{"params": [...], "lr": ..., ...}``; a
+        group's missing options come from the keyword arguments.
+    The interface is the part of ``torch.optim.Optimizer`` the training loop, ``GradScaler`` and
+    ``clip_grad_norm_`` use: ``param_groups``, ``state``, ``step()``, ``zero_grad()``,
+    ``state_dict()``, ``load_state_dict()``.
+    """
+
+    def __init__(self, groups, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        groups = list(groups)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, **_TORCH_GROUP_KEYS}
+        self.param_groups = [{**defaults, **group, "params": list(group["params"])} for group in groups]
+        every = [p for group in self.param_groups for p in group["params"]]
+        if len({id(p) for p in every}) != len(every):
+            raise ValueError("a parameter appears in more than one group (or twice in one)")
+        if not fused_adamw_supported(every):
+            raise ValueError("FusedAdamW needs floating-point parameters on the CPU or CUDA; use torch.optim.AdamW")
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def _state_of(self, parameter: torch.Tensor) -> dict[str, torch.Tensor]:
+        if parameter not in self.state:  # as torch.optim.AdamW(fused=True) creates it
+            self.state[parameter] = {
+                "step": torch.zeros((), dtype=torch.float32, device=parameter.device),
+                "exp_avg": torch.zeros_like(parameter, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(parameter, memory_format=torch.preserve_format),
+            }
+        return self.state[parameter]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        for group in self.param_groups:
+            by_device: dict[tuple, list[torch.Tensor]] = {}  # the kernel takes one device and dtype per call
+            for p in group["params"]:
+                if p.grad is not None:
+                    if p.grad.is_sparse:
+                        raise RuntimeError("FusedAdamW does not support sparse gradients")
+                    by_device.setdefault((p.device, p.dtype), []).append(p)
+            for params in by_device.values():
+                states = [self._state_of(p) for p in params]
+                steps = [s["step"] for s in states]
+                torch._foreach_add_(steps, 1)
+                beta1, beta2 = group["betas"]
+                torch._fused_adamw_(
+                    params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                    [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"], beta1=beta1,
+                    beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                    grad_scale=None, found_inf=None,
+                )
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+
+    def state_dict(self) -> dict:
+        """``torch.optim.AdamW``'s format: parameters numbered in group order."""
+        numbered = {}
+        groups = []
+        for group in self.param_groups:
+            numbers = list(range(len(numbered), len(numbered) + len(group["params"])))
+            numbered.update(zip(numbers, group["params"], strict=True))
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": numbers})
+        state = {n: dict(self.state[p]) for n, p in numbered.items() if p in self.state}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state dict of this class or of ``torch.optim.AdamW`` (same groups and shapes)."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups) or any(
+                len(s["params"]) != len(g["params"]) for s, g in zip(saved_groups, self.param_groups, strict=True)):
+            raise ValueError("the saved optimiser state has different parameter groups than this model")
+        if any(g.get("amsgrad") for g in saved_groups):
+            raise ValueError("the saved optimiser state uses amsgrad, which FusedAdamW does not")
+        self.state = {}
+        for saved, group in zip(saved_groups, self.param_groups, strict=True):
+            group.update({k: v for k, v in saved.items() if k != "params"}, betas=tuple(saved["betas"]))
+            for number, p in zip(saved["params"], group["params"], strict=True):
+                if number in state_dict["state"]:
+                    entry = state_dict["state"][number]
+                    self.state[p] = {
+                        "step": torch.as_tensor(entry["step"], dtype=torch.float32).to(p.device).reshape(()).clone(),
+                        "exp_avg": entry["exp_avg"].to(p.device, p.dtype).clone(),
+                        "exp_avg_sq": entry["exp_avg_sq"].to(p.device, p.dtype).clone(),
+                    }
+
+
+class WarmupCosine:
+    """Each group's learning rate = its initial one x ``factor(steps taken)``, set after every
+    ``step()`` (``torch.optim.lr_scheduler.LambdaLR``'s behaviour and state-dict format)."""
+
+    def __init__(self, optimizer, factor: Callable[[int], float]):
+        self.optimizer, self.factor = optimizer, factor
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = 0
+        self._apply()
+
+    def _apply(self) -> None:
+        self._last_lr = [base * self.factor(self.last_epoch) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch, "_step_count": self.last_epoch + 1,
+                "_is_initial": False, "_get_lr_called_within_step": False, "_last_lr": list(self._last_lr),
+                "lr_lambdas": [None] * len(self.base_lrs)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores the step count (the optimiser's own state dict restores the groups' rates)."""
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._last_lr = list(state_dict["_last_lr"])
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over the first ``warmup_fraction`` of steps, then cosine to 0."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
