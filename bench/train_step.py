@@ -33,6 +33,7 @@ from simlabel.core.label_rows import LabelRows, sample_unlabelled
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.annotators import build_model
+from simlabel.runtime import keep_freed_memory
 from simlabel.training.optim import FusedAdamW
 from simlabel.training.targets import SampledTargets
 
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true", help="skip the allocation profile")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    keep_freed_memory()  # as kedro runs do (RuntimeHooks)
     y, n_classes, _ = load_cifar10n()
     y = np.ascontiguousarray(y)
     one = np.where(y != -1, y, n_classes).min(1)[:, None]  # one label per item, one annotator

@@ -7,7 +7,7 @@ import logging
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
-from simlabel.runtime import distributed_rank_and_size, use_threads
+from simlabel.runtime import distributed_rank_and_size, keep_freed_memory, use_threads
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,14 @@ class RankZeroSavesHooks:
 
 
 class RuntimeHooks:
-    """``runtime.threads`` (parameters_runtime.yml) applied before any node runs, in every entry
-    point that goes through a Kedro run (``kedro run``, ``python -m simlabel``, torchrun)."""
+    """``runtime.threads`` (parameters_runtime.yml) and malloc's keeping of freed memory
+    (``keep_freed_memory``) applied before any node runs, in every entry point that goes through
+    a Kedro run (``kedro run``, ``python -m simlabel``, torchrun), and through the environment in
+    the parallel runners' worker processes."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        keep_freed_memory()
         try:
             runtime = catalog.load("params:runtime")
         except Exception:  # a project copy without parameters_runtime.yml: keep torch's defaults
