@@ -154,6 +154,8 @@ SCHEMA: dict[str, dict[str, Rule]] = {
         "batch_size": Rule(INT, at_least(1), "frames per forward pass"),
         "image_size": Rule((int, type(None)), at_least(16), "size images are embedded at (null: their own)", required=False),
         "device": Rule(STR, device_check, "auto | cpu | cuda | cuda:<index>"),
+        "threads": Rule((int, type(None)), at_least(0), "ONNX Runtime threads (0: every core; null: runtime.threads)",
+                        required=False),
     },
     "label_matrix": {
         "split_fractions": Rule((dict,), fractions_check, "train / val / test shares", schema=FRACTIONS),

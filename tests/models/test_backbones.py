@@ -103,3 +103,25 @@ def test_arguments_and_empty_input(encoder):
     with pytest.raises(ValueError, match="uint8"):
         embed_frames(frames.astype(np.float32), encoder)
     assert embed_frames(np.zeros((0, 4, 32, 32, 3), np.uint8), encoder).shape == (0, 4, 1280)
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
+@pytest.mark.parametrize(("threads", "expected"), [(None, "torch"), (0, "cores"), (3, 3)])
+def test_onnx_runtime_gets_the_threads_asked_for(encoder, monkeypatch, threads, expected):
+    import onnxruntime
+
+    seen = []
+    session = onnxruntime.InferenceSession
+
+    def recording_session(model, options, **kwargs):
+        seen.append(options.intra_op_num_threads)
+        return session(model, options, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording_session)
+    frames = _frames(2, 32)[:, None]
+    out = embed_frames(frames, encoder, runtime="onnxruntime", threads=threads)
+    np.testing.assert_allclose(out[:, 0], _naive(encoder, frames[:, 0]), atol=1e-4, rtol=0)
+    wanted = {"torch": torch.get_num_threads(), "cores": backbones.available_cores()}.get(expected, expected)
+    assert seen == [wanted]
+    with pytest.raises(ValueError, match="threads"):
+        embed_frames(frames, encoder, threads=-1)

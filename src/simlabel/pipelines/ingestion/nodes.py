@@ -101,7 +101,7 @@ def embed_clips(frames: np.ndarray, params: dict) -> np.ndarray:
         return np.zeros((0, frames.shape[1], 0), np.float32)
     encoder, device = _encoder(params)
     logger.info("embedding %d frames with %s on %s", frames.shape[0] * frames.shape[1], params["backbone"], device)
-    return embed_frames(frames, encoder, batch_size=params["batch_size"], device=device)
+    return embed_frames(frames, encoder, batch_size=params["batch_size"], device=device, threads=params.get("threads"))
 
 
 def embed_images(crowd_folder: CrowdFolder, dataset: dict, params: dict) -> np.ndarray:
@@ -119,7 +119,7 @@ def embed_images(crowd_folder: CrowdFolder, dataset: dict, params: dict) -> np.n
     encoder, device = _encoder(params)
     logger.info("embedding %d images %dx%d with %s on %s", len(images), *images.shape[1:3], params["backbone"], device)
     return embed_frames(images[:, None], encoder, batch_size=params["batch_size"], device=device,
-                        image_size=params.get("image_size", 224))
+                        image_size=params.get("image_size", 224), threads=params.get("threads"))
 
 
 def read_features(crowd_folder: CrowdFolder, dataset: dict) -> np.ndarray:
