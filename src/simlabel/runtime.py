@@ -45,8 +45,8 @@ def use_threads(threads: int) -> None:
 # and maps a fresh one for the next request, which then page-faults in zeroed, page by page. A
 # training step frees and re-requests the same few-MB gradients every step: CIFAR-10N's (7470,
 # 128) heads gradient took 1.9 ms to zero-fill in such a process against 0.27 ms in memory the
-# process kept (its sampled step's gradient product 4.7 against 1.0 ms), in one process in three
-# depending on the malloc history. Kept: blocks below 32 MB (the most glibc's moving threshold
+# process kept (its sampled step's gradient product 4.7 against 1.0 ms), in 3 of 6 processes,
+# depending on each one's malloc history. Kept: blocks below 32 MB (the most glibc's moving threshold
 # ever reaches by itself), and up to 256 MB of freed memory at the top of the heap.
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": (-3, 32 << 20), "MALLOC_TRIM_THRESHOLD_": (-1, 256 << 20)}
 
