@@ -117,10 +117,12 @@ class EntryLinear(torch.autograd.Function):
 
     On the CPU that copy, its product and the scatter-add of its gradient are memory-bound and
     cost ~15 ms for CIFAR-10N's sampled step (E = 1408 entries, I = 128, O = 10), against
-    ~2.5 ms for three sparse-pattern products on the weight viewed as (A*O, I) rows:
+    ~2.5 ms for products on the weight viewed as (A*O, I) rows:
     forward  out = (x @ rows.T) sampled at (e, a_e*O + o);
     backward grad_x = G @ rows with G (E, A*O) holding grad_out[e] at a_e's O columns;
-             grad_weight = G.T @ x with G.T built directly as a CSR sorted by annotator.
+             grad_weight = the entries' outer products grad_out[e] x[e]^T, (E, O*I),
+             index-added into their annotators' rows: 1.06 ms against 1.39 ms for G.T @ x with
+             G.T built as a CSR sorted by annotator (0.55 vs 0.92 ms at two threads).
     """
 
     @staticmethod
@@ -140,7 +142,8 @@ class EntryLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = _entry_matrix(grad_out, annotators, n_annotators) @ weight.reshape(-1, in_dim)
         if ctx.needs_input_grad[1]:
-            grad_weight = (_annotator_matrix(grad_out, annotators, n_annotators) @ x).view_as(weight)
+            outer = (grad_out[:, :, None] * x[:, None, :]).reshape(len(annotators), out_dim * in_dim)
+            grad_weight = x.new_zeros(n_annotators, out_dim * in_dim).index_add_(0, annotators, outer).view_as(weight)
         return grad_x, grad_weight, None
 
 
@@ -151,30 +154,6 @@ def _entry_matrix(values: torch.Tensor, annotators: torch.Tensor, n_annotators: 
     row_starts = torch.arange(0, n_entries * out_dim + 1, out_dim)
     return torch.sparse_csr_tensor(
         row_starts, columns, values.reshape(-1), (n_entries, n_annotators * out_dim), check_invariants=False
-    )
-
-
-def _annotator_matrix(values: torch.Tensor, annotators: torch.Tensor, n_annotators: int) -> torch.Tensor:
-    """The transpose of ``_entry_matrix`` as a CSR, (A*O, E): row a*O + o holds ``values[e, o]``
-    at column e for every entry e of annotator a (columns ascending)."""
-    n_entries, out_dim = values.shape
-    order = torch.argsort(annotators, stable=True)
-    per_annotator = torch.bincount(annotators, minlength=n_annotators)
-    first = torch.cumsum(per_annotator, 0) - per_annotator
-    sorted_annotators = annotators[order]
-    rank = torch.arange(n_entries) - first[sorted_annotators]  # position among its annotator's entries
-    # Row a*O + o starts at first[a]*O + o*count[a]; entry of rank r sits r places further.
-    position = (first[sorted_annotators] * out_dim)[:, None] \
-        + torch.arange(out_dim) * per_annotator[sorted_annotators][:, None] + rank[:, None]
-    position = position.reshape(-1)
-    ordered_values = torch.empty(n_entries * out_dim, dtype=values.dtype)
-    ordered_values[position] = values[order].reshape(-1)
-    columns = torch.empty(n_entries * out_dim, dtype=torch.long)
-    columns[position] = order.repeat_interleave(out_dim)
-    row_starts = torch.zeros(n_annotators * out_dim + 1, dtype=torch.long)
-    row_starts[1:] = torch.cumsum(per_annotator.repeat_interleave(out_dim), 0)
-    return torch.sparse_csr_tensor(
-        row_starts, columns, ordered_values, (n_annotators * out_dim, n_entries), check_invariants=False
     )
 
 
