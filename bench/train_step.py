@@ -56,12 +56,14 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
     def step() -> float:
         rows = torch.from_numpy(rng.choice(n_items, batch, replace=False))
         started = time.perf_counter()
+        inputs = tokens.index_select(0, rows)  # as the training loop's BatchSource
         if k:
-            loss, _ = simlabel_loss(*sampled(model, tokens[rows], rows, label_rows, label_rows, similarity, None), weight)
+            loss, _ = simlabel_loss(*sampled(model, inputs, rows, label_rows, label_rows, similarity, None), weight)
         else:
-            log_p = model(tokens[rows])
-            p_soft, has_soft = soft_labels(log_p.exp(), y[rows], similarity) if weight else (None, None)
-            loss, _ = simlabel_loss(log_p, y[rows], p_soft, has_soft, weight)
+            log_p = model(inputs)
+            y_batch = y.index_select(0, rows)
+            p_soft, has_soft = soft_labels(log_p.exp(), y_batch, similarity) if weight else (None, None)
+            loss, _ = simlabel_loss(log_p, y_batch, p_soft, has_soft, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -53,7 +53,9 @@ class BatchSource:
 
     def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
         if isinstance(self.data, torch.Tensor):
-            return self.data[torch.as_tensor(rows, device=self.data.device)]
+            # index_select, not data[rows]: 29 against 121 us for a batch of 128 of CIFAR-10N's
+            # (50000, 1, 1280) embeddings on the CPU (one thread), the same rows.
+            return self.data.index_select(0, torch.as_tensor(rows, device=self.data.device))
         batch = torch.from_numpy(np.array(self.data[rows]))
         if self.device.type == "cuda":  # pinned host memory: asynchronous copies to the GPU
             return batch.pin_memory().to(self.device, non_blocking=True)
@@ -212,7 +214,7 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
     for lo in range(0, len(perm), config.batch_size):
         rows = perm[lo : lo + config.batch_size][rank::world][: max(1, config.batch_size // world)]
         if targets.dense_rows:
-            y_batch = data.y_train[torch.from_numpy(rows).to(device)]
+            y_batch = data.y_train.index_select(0, torch.from_numpy(rows).to(device))
             hard = y_batch
             if config.imputed_as_targets and cycler is not None:
                 hard = torch.from_numpy(cycler.imputed.merged_with(data.train_labels, rows)).to(device)
@@ -379,7 +381,7 @@ def propose(model, data: RunData, sim, transport, cycler, config, batch_size, ra
     several ranks: each saw only its share)."""
     parts, predicted = [], []
     for rows, log_p in predict_log_proba(model, data.inputs, data.train_items[rank::world], batch_size):
-        labels = data.y_train[torch.from_numpy(rows).to(data.y_train.device)]
+        labels = data.y_train.index_select(0, torch.from_numpy(rows).to(data.y_train.device))
         if config.impute_from == "own_prediction":  # no pooled soft label is read: skip them
             p_soft, has_soft = mean_probability(log_p), has_labellers(labels)
         else:
