@@ -125,3 +125,5 @@ def test_onnx_runtime_gets_the_threads_asked_for(encoder, monkeypatch, threads, 
     assert seen == [wanted]
     with pytest.raises(ValueError, match="threads"):
         embed_frames(frames, encoder, threads=-1)
+    with pytest.raises(ValueError, match="threads"):  # checked before the empty input returns
+        embed_frames(frames[:0], encoder, threads=1.5)

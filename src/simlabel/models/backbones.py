@@ -291,13 +291,13 @@ def embed_frames(
         raise ValueError(f"frames must be (N, K, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     if image_size is not None and (int(image_size) != image_size or image_size < 1):
         raise ValueError(f"image_size must be a positive integer or None, got {image_size!r}")
+    if threads is not None and (int(threads) != threads or threads < 0):
+        raise ValueError(f"threads must be None or an integer >= 0, got {threads!r}")
     n_items, n_frames = frames.shape[:2]
     flat = frames.reshape(n_items * n_frames, *frames.shape[2:])
     out = np.empty((flat.shape[0], encoder.feature_dim), dtype=np.float32)
     if len(flat) == 0:
         return out.reshape(n_items, n_frames, encoder.feature_dim)
-    if threads is not None and (int(threads) != threads or threads < 0):
-        raise ValueError(f"threads must be None or an integer >= 0, got {threads!r}")
     threads = torch.get_num_threads() if threads is None else threads or available_cores()
     run, where = _runner(encoder, torch.device(device), image_size, runtime, np.array(flat[:1]), int(threads))
     logger.info("embedding %d frames in batches of %d, %s, input %s", len(flat), batch_size, where, image_size or "as is")
