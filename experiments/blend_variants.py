@@ -30,6 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from simlabel.core.labels import LabelTable  # noqa: E402
 from simlabel.core.similarity import similarity_from_params  # noqa: E402
 from simlabel.evaluation import RESULT_COLUMNS, paired_differences, per_run_accuracy  # noqa: E402
 from simlabel.experiment import Split, run_method  # noqa: E402
@@ -56,7 +57,7 @@ BLEND = "sm+sdk+ds"  # simlabel_blend
 def load(folder: str):
     """Embeddings (N, T, D), label matrix (N, A), class count and test panel of a main run."""
     base = ROOT / "data" if folder == "demo" else ROOT / "data" / folder
-    matrix = pd.read_parquet(base / "03_primary/label_matrix_full.parquet")
+    matrix = LabelTable.from_frame(pd.read_parquet(base / "03_primary/labels_full.parquet")).to_matrix()
     tokens = np.load(base / "04_feature/embeddings.npy")
     n_classes = len(json.loads((base / "03_primary/classes.json").read_text()))
     panel = ROOT / "data/01_raw/demo/test_items.txt"

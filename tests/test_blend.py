@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from simlabel.core.labels import split_items
+from simlabel.core.labels import LabelTable, split_items
 from simlabel.errors import UserError
 from simlabel.evaluation import Run, run_experiment
 from simlabel.experiment import Split, blend, run_method
@@ -103,7 +103,7 @@ def test_paper_tables_reuse_members_run_earlier_and_train_the_others(monkeypatch
     assert trained == ["dawid_skene seed 0", "mixed seed 0", "dawid_skene seed 1", "mixed seed 1"]
     # The blend's scores are those of the mean of its members trained alone on the same split.
     split = Split.draw(label_matrix.index, fractions, 1)
-    similarity = compute_similarity(label_matrix, split_items(label_matrix.index, fractions, 1), ["a", "b", "c"],
+    similarity = compute_similarity(LabelTable.from_matrix(label_matrix).to_frame(), split_items(label_matrix.index, fractions, 1), ["a", "b", "c"],
                                     {"min_overlap": 2}).to_numpy()
     alone = [run_method(tokens, label_matrix.to_numpy(), split, similarity, 3,
                         TrainConfig.from_params(TRAINING, MEMBERS[name], {"seed": 1})) for name in ("mixed", "dawid_skene")]
@@ -116,12 +116,13 @@ def test_paper_tables_reuse_members_run_earlier_and_train_the_others(monkeypatch
 
 def test_the_blend_node_blends_the_members_checkpoints(tmp_path):
     tokens, label_matrix = features_set(seed=4)
+    labels = LabelTable.from_matrix(label_matrix).to_frame()
     classes = ["a", "b", "c"]
     item_split = split_items(label_matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, 1)
-    similarity = compute_similarity(label_matrix, item_split, classes, {"min_overlap": 2})
-    outputs = {name: train_method(tokens, None, label_matrix, item_split, similarity, classes, TRAINING,
+    similarity = compute_similarity(labels, item_split, classes, {"min_overlap": 2})
+    outputs = {name: train_method(tokens, None, labels, item_split, similarity, classes, TRAINING,
                                   {"min_overlap": 2}, overrides, method_name=name) for name, overrides in MEMBERS.items()}
-    blended = blend_method(tokens, None, label_matrix, item_split, similarity, classes,
+    blended = blend_method(tokens, None, labels, item_split, similarity, classes,
                            *(outputs[name]["checkpoint"] for name in MEMBERS), method_name="blend", members=list(MEMBERS))
     # Every labelled entry's prediction: the argmax of the members' mean probability.
     models = [model_from_checkpoint(outputs[name]["checkpoint"]["heads"]) for name in MEMBERS]
@@ -172,18 +173,19 @@ def test_a_method_setting_one_architecture_option_keeps_the_others():
 
 def test_the_blend_node_refuses_a_member_trained_on_other_data():
     tokens, label_matrix = features_set(seed=4)
+    labels = LabelTable.from_matrix(label_matrix).to_frame()
     classes = ["a", "b", "c"]
     item_split = split_items(label_matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, 1)
-    similarity = compute_similarity(label_matrix, item_split, classes, {"min_overlap": 2})
+    similarity = compute_similarity(labels, item_split, classes, {"min_overlap": 2})
     def trained(name, split):
-        return train_method(tokens, None, label_matrix, split, similarity, classes, TRAINING, {"min_overlap": 2},
+        return train_method(tokens, None, labels, split, similarity, classes, TRAINING, {"min_overlap": 2},
                             MEMBERS[name], method_name=name)["checkpoint"]
 
     mixed, ds = trained("mixed", item_split), trained("dawid_skene", item_split)
-    blend_method(tokens, None, label_matrix, item_split, similarity, classes, mixed, ds, method_name="blend",
+    blend_method(tokens, None, labels, item_split, similarity, classes, mixed, ds, method_name="blend",
                  members=["mixed", "dawid_skene"])  # members of this split: fine
     # A member's checkpoint left from another split of the same labels.
     stale = trained("dawid_skene", split_items(label_matrix.index, {"train": 0.6, "val": 0.2, "test": 0.2}, 2))
     with pytest.raises(ValueError, match="member dawid_skene.s checkpoint was trained on other labels, split or classes"):
-        blend_method(tokens, None, label_matrix, item_split, similarity, classes, mixed, stale,
+        blend_method(tokens, None, labels, item_split, similarity, classes, mixed, stale,
                      method_name="blend", members=["mixed", "dawid_skene"])

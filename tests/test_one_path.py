@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simlabel.core.labels import split_items
+from simlabel.core.labels import LabelTable, split_items
 from simlabel.evaluation import Run, per_run_accuracy, run_experiment
 from simlabel.folder import CrowdFolder
 from simlabel.pipelines.reporting.nodes import evaluate_methods
@@ -36,20 +36,21 @@ def test_dag_nodes_and_paper_tables_give_the_same_accuracy(method):
     tokens, label_matrix = features_set()
     fractions, seed = {"train": 0.6, "val": 0.2, "test": 0.2}, 3
     classes = ["a", "b", "c"]
+    labels = LabelTable.from_matrix(label_matrix).to_frame()  # what the label_matrix stage writes
 
     split = split_items(label_matrix.index, fractions, seed)
-    similarity = compute_similarity(label_matrix, split, classes, {"min_overlap": 2})
+    similarity = compute_similarity(labels, split, classes, {"min_overlap": 2})
     training = {**TRAINING, "seed": seed}
     if "blend_of" in method:  # the members' nodes, then the blend's
-        trained = [train_method(tokens, None, label_matrix, split, similarity, classes, training, {"min_overlap": 2},
+        trained = [train_method(tokens, None, labels, split, similarity, classes, training, {"min_overlap": 2},
                                 MEMBERS[name], method_name=name) for name in method["blend_of"]]
-        outputs = blend_method(tokens, None, label_matrix, split, similarity, classes, *(t["checkpoint"] for t in trained),
+        outputs = blend_method(tokens, None, labels, split, similarity, classes, *(t["checkpoint"] for t in trained),
                                method_name="m", members=method["blend_of"])
     else:
-        outputs = train_method(tokens, None, label_matrix, split, similarity, classes, training,
+        outputs = train_method(tokens, None, labels, split, similarity, classes, training,
                                {"min_overlap": 2}, method, method_name="m")
     folder = CrowdFolder(None, pd.DataFrame(), None, None)
-    dag = evaluate_methods(outputs["predictions"], outputs["truth_predictions"], label_matrix, classes, folder)
+    dag = evaluate_methods(outputs["predictions"], outputs["truth_predictions"], labels, classes, folder)
 
     runs = [Run("heads", 0.0, seed, "m", method)]
     results = pd.concat(run_experiment(tokens, label_matrix.to_numpy(), label_matrix.index, 3, runs, TRAINING,

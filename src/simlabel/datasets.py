@@ -1,4 +1,5 @@
-"""Kedro datasets the stack does not ship: NumPy arrays, torch checkpoints, video clips.
+"""Kedro datasets the stack does not ship: NumPy arrays, torch checkpoints, video clips, the
+label-matrix view of a long label table.
 
 All writes go to a temporary file beside the target and are renamed into place, so a crash
 never leaves a half-written catalog output.
@@ -112,6 +113,31 @@ class CrowdFolderDataset(AbstractDataset[None, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class LabelMatrixDataset(AbstractDataset[None, Any]):
+    """A long label table (``LabelTable.to_frame`` in Parquet, the ``labels`` entry) loaded as the
+    (N, A) label-matrix DataFrame, for notebooks on small data; read-only."""
+
+    def __init__(self, filepath: str, metadata: dict | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self):
+        import pandas as pd
+
+        from simlabel.core.labels import LabelTable
+
+        return LabelTable.from_frame(pd.read_parquet(self._filepath)).to_matrix()
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"label_matrix is a read-only view of {self._filepath}: the pipelines write `labels`")
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
 
 
 class AtomicDataset(AbstractDataset[Any, Any]):

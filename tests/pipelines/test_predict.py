@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
+from simlabel.core.labels import LabelTable
 from simlabel.pipelines.predict.nodes import choose_checkpoint, predict_annotators
 from simlabel.pipelines.training.nodes import train_method
 from simlabel.training.loop import model_from_checkpoint
@@ -23,7 +24,7 @@ def small_problem(n_items=60):
 def trained():
     embeddings, label_matrix, split, similarity = small_problem()
     training = {"architectures": ["heads", "madl"], "max_epochs": 3, "hidden": 8, "device": "cpu"}
-    outputs = train_method(embeddings, None, label_matrix, split, similarity, ["x", "y", "z"], training,
+    outputs = train_method(embeddings, None, LabelTable.from_matrix(label_matrix).to_frame(), split, similarity, ["x", "y", "z"], training,
                            {"min_overlap": 2}, {}, method_name="simlabel")
     return outputs, embeddings
 
@@ -32,7 +33,7 @@ def trained():
 def test_checkpoint_rebuilds_the_trained_model_from_its_constructor_arguments(method):
     embeddings, label_matrix, split, similarity = small_problem()
     training = {"architectures": ["heads", "qumatl"], "max_epochs": 2, "hidden": 8, "device": "cpu"}
-    outputs = train_method(embeddings, None, label_matrix, split, similarity, ["x", "y", "z"], training,
+    outputs = train_method(embeddings, None, LabelTable.from_matrix(label_matrix).to_frame(), split, similarity, ["x", "y", "z"], training,
                            {"min_overlap": 2}, method, method_name="m")
     x = torch.from_numpy(embeddings)
     for architecture, payload in outputs["checkpoint"].items():
@@ -82,7 +83,7 @@ def test_predict_writes_every_annotator_for_every_new_item(trained):
 def test_training_state_is_written_per_method_and_architecture(tmp_path):
     embeddings, label_matrix, split, similarity = small_problem()
     training = {"architectures": ["heads"], "max_epochs": 2, "hidden": 8, "device": "cpu", "state_dir": str(tmp_path)}
-    train_method(embeddings, None, label_matrix, split, similarity, ["x", "y", "z"], training, {"min_overlap": 2},
+    train_method(embeddings, None, LabelTable.from_matrix(label_matrix).to_frame(), split, similarity, ["x", "y", "z"], training, {"min_overlap": 2},
                  {"unlabeled_weight": 0.0}, method_name="skip")
     state = torch.load(tmp_path / "skip" / "heads.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from simlabel.core.labels import LabelTable
 from simlabel.folder import CrowdFolder, FolderFormatError, read_crowd_folder
 from simlabel.pipelines.reporting.nodes import attention_heatmap, combine_tables, evaluate_methods
 from simlabel.pipelines.training.nodes import TRUTH_COLUMNS
@@ -37,7 +38,7 @@ def test_accuracy_table_and_metrics_hand_computed():
     folder = CrowdFolder(Path("set"), pd.DataFrame(), None, truth)
     combined = combine_tables(method_table("skip", False), method_table("simlabel", True), method_table("new", True))
     truth_predictions = combine_tables(pd.DataFrame(columns=TRUTH_COLUMNS), madl_truth)
-    out = evaluate_methods(combined, truth_predictions, LABEL_MATRIX, ["c0", "c1", "c2"], folder)
+    out = evaluate_methods(combined, truth_predictions, LabelTable.from_matrix(LABEL_MATRIX).to_frame(), ["c0", "c1", "c2"], folder)
     table = out["accuracy_table"].set_index(["architecture", "method"])
     # A1: i0 right, i1 wrong -> 0.5; A2 on test: i0, i3 -> skip 1/2, simlabel 2/2; A3 untested.
     assert table.loc[("heads", "skip"), "mean_accuracy"] == 0.5

@@ -38,4 +38,4 @@ def test_kedro_reads_the_type_hints_of_the_node_functions():
 
     for trainer in (MethodTrainer("simlabel"), MethodTrainer("blend", ["a", "b"])):
         hints = typing.get_type_hints(trainer)
-        assert hints["label_matrix"] is pd.DataFrame and "method_name" not in hints and hints["return"] is dict
+        assert hints["labels"] is pd.DataFrame and "method_name" not in hints and hints["return"] is dict

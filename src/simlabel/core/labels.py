@@ -186,7 +186,19 @@ def build_label_matrix(
     classes: Sequence[str] | None = None,
     annotator_ids: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Turn a long label table into an (N, A) label matrix.
+    """``build_label_table`` as an (N, A) DataFrame (index ``item_id``, one column per annotator
+    id, class index or ``MISSING``): for small data."""
+    table, classes = build_label_table(labels, item_ids, classes, annotator_ids)
+    return table.to_matrix(), classes
+
+
+def build_label_table(
+    labels: pd.DataFrame,
+    item_ids: Sequence[str],
+    classes: Sequence[str] | None = None,
+    annotator_ids: Sequence[str] | None = None,
+) -> tuple[LabelTable, list[str]]:
+    """Validate a label table read from a folder and index it by items and annotators.
 
     Parameters
     ----------
@@ -198,8 +210,7 @@ def build_label_matrix(
 
     Returns
     -------
-    label_matrix : DataFrame (N, A), index ``item_id``, one column per annotator id,
-        class index or ``MISSING`` (-1).
+    labels : ``LabelTable`` over the N items and the A annotators (no (N, A) array is made).
     classes : list of class names.
 
     Raises
@@ -241,9 +252,7 @@ def build_label_matrix(
     cols = annotators.get_indexer(table["annotator_id"])
     if (cols < 0).any():
         raise LabelTableError("labels reference annotators outside annotator_ids")
-    matrix = np.full((len(item_index), len(annotators)), MISSING, dtype=np.int64)
-    matrix[rows, cols] = table["label"].to_numpy()
-    return pd.DataFrame(matrix, index=item_index, columns=annotators), classes
+    return LabelTable.from_entries(item_index, annotators, rows, cols, table["label"].to_numpy()), classes
 
 
 def _check_conflicts(table: pd.DataFrame, prefix: str) -> None:
@@ -344,14 +353,7 @@ def remove_labels(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -
     -------
     A copy of ``y`` with the chosen labels set to ``MISSING``.
     """
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction of labels to remove must be in [0, 1), got {fraction}")
-    y = np.array(y, dtype=np.int64, copy=True, order="C")  # ravel() below must be a view
-    candidates = np.flatnonzero(((y != MISSING) & np.asarray(rows, dtype=bool)[:, None]).ravel())
-    n_remove = int(round(fraction * candidates.size))
-    drop = np.random.default_rng(seed).choice(candidates, size=n_remove, replace=False)
-    y.ravel()[drop] = MISSING
-    return y
+    return remove_table_labels(LabelTable.from_numpy(y), rows, fraction, seed).to_numpy()
 
 
 def check_label_values(labels: np.ndarray, n_classes: int) -> None:
@@ -392,3 +394,147 @@ class Split:
     def labels_of(self, labels: np.ndarray, part: str) -> np.ndarray:
         """(N, A) labels of one part's items, ``MISSING`` elsewhere."""
         return rows_only(labels, getattr(self, part))
+
+
+@dataclass(frozen=True, eq=False)
+class LabelTable:
+    """The labels given, as a long table over a fixed order of N items and A annotators.
+
+    An (N, A) label matrix holds N * A numbers whatever the crowd labelled (CIFAR-10N's 50,000 x
+    747: 300 MB for 150,000 labels; 10^6 items x 10^4 annotators: 80 GB); a ``LabelTable`` holds
+    the L labels given. Entries are sorted by (item, annotator) index, the row-major order of
+    the matrix, so ``to_numpy()`` and the table list the same labels in the same order.
+
+    Attributes
+    ----------
+    item_ids : Index (N,) of item ids (strings), the matrix's rows.
+    annotator_ids : Index (A,) of annotator ids (strings), its columns.
+    items, annotators, labels : (L,) int64 row, column and class index of each label.
+    """
+
+    item_ids: pd.Index
+    annotator_ids: pd.Index
+    items: np.ndarray
+    annotators: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self):
+        n_items, n_annotators = self.shape
+        if not len(self.items) == len(self.annotators) == len(self.labels):
+            raise ValueError("items, annotators and labels must have the same length")
+        if len(self.items) and (self.items.min() < 0 or self.items.max() >= n_items or self.annotators.min() < 0
+                                or self.annotators.max() >= n_annotators or self.labels.min() < 0):
+            raise ValueError(f"item indices must lie in [0, {n_items}), annotator indices in [0, {n_annotators}), "
+                             "labels >= 0")
+        if (np.diff(self._keys()) <= 0).any():
+            raise ValueError("entries must be sorted by (item, annotator), one label per pair (use from_entries)")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N, A)."""
+        return len(self.item_ids), len(self.annotator_ids)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _keys(self) -> np.ndarray:
+        return self.items * np.int64(len(self.annotator_ids)) + self.annotators
+
+    @classmethod
+    def from_entries(cls, item_ids, annotator_ids, items, annotators, labels) -> LabelTable:
+        """From (L,) row, column and class indices in any order; one label per (item, annotator)."""
+        items, annotators, labels = (np.asarray(a, dtype=np.int64).ravel() for a in (items, annotators, labels))
+        keys = items * np.int64(max(len(annotator_ids), 1)) + annotators
+        order = np.argsort(keys, kind="stable")
+        if (np.diff(keys[order]) == 0).any():
+            raise ValueError("an (item, annotator) pair appears twice")
+        return cls(pd.Index(item_ids, name="item_id"), pd.Index(annotator_ids, name="annotator_id"),
+                   items[order], annotators[order], labels[order])
+
+    @classmethod
+    def from_numpy(cls, matrix: np.ndarray, item_ids=None, annotator_ids=None) -> LabelTable:
+        """From an (N, A) int matrix, ``MISSING`` where there is no label (ids default to 0..N-1, 0..A-1)."""
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2:
+            raise ValueError(f"a label matrix must be 2-D (N, A), got shape {matrix.shape}")
+        items, annotators = np.nonzero(matrix != MISSING)  # row-major: already sorted
+        return cls(pd.Index(range(matrix.shape[0]) if item_ids is None else item_ids, name="item_id"),
+                   pd.Index(range(matrix.shape[1]) if annotator_ids is None else annotator_ids, name="annotator_id"),
+                   items.astype(np.int64), annotators.astype(np.int64), matrix[items, annotators].astype(np.int64))
+
+    @classmethod
+    def from_matrix(cls, matrix: pd.DataFrame) -> LabelTable:
+        """From an (N, A) label-matrix DataFrame (index item ids, columns annotator ids)."""
+        return cls.from_numpy(matrix.to_numpy(), matrix.index, matrix.columns)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> LabelTable:
+        """From ``to_frame``'s long table: categorical ``item_id`` and ``annotator_id`` (their
+        categories are all N items and A annotators, in order) and an int ``label``."""
+        missing = {"item_id", "annotator_id", "label"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"a label table needs the columns item_id, annotator_id, label; missing {sorted(missing)}")
+        for column in ("item_id", "annotator_id"):
+            if not isinstance(frame[column].dtype, pd.CategoricalDtype):
+                raise ValueError(
+                    f"the label table's {column} column must be categorical (its categories name every "
+                    f"{column.split('_')[0]} in order), got {frame[column].dtype}: build it with LabelTable.to_frame"
+                )
+        item_codes, annotator_codes = frame["item_id"].cat.codes.to_numpy(), frame["annotator_id"].cat.codes.to_numpy()
+        if (item_codes < 0).any() or (annotator_codes < 0).any() or frame["label"].isna().any():
+            raise ValueError("the label table has rows without an item, an annotator or a label")
+        ids = (frame["item_id"].cat.categories, frame["annotator_id"].cat.categories)
+        entries = [np.asarray(a, dtype=np.int64) for a in (item_codes, annotator_codes, frame["label"].to_numpy())]
+        if _is_sorted(*entries[:2], len(ids[1])):  # as to_frame wrote it: no sort needed
+            return cls(pd.Index(ids[0], name="item_id"), pd.Index(ids[1], name="annotator_id"), *entries)
+        return cls.from_entries(*ids, *entries)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table (L, 3): categorical ``item_id`` and ``annotator_id`` (categories: every item and
+        annotator in order, so a Parquet file of it keeps the items and annotators without labels),
+        int64 ``label``."""
+        return pd.DataFrame({
+            "item_id": pd.Categorical.from_codes(self.items, categories=self.item_ids.astype(str)),
+            "annotator_id": pd.Categorical.from_codes(self.annotators, categories=self.annotator_ids.astype(str)),
+            "label": self.labels,
+        })
+
+    def to_numpy(self) -> np.ndarray:
+        """The (N, A) int64 label matrix, ``MISSING`` where there is no label (for small data)."""
+        matrix = np.full(self.shape, MISSING, dtype=np.int64)
+        matrix[self.items, self.annotators] = self.labels
+        return matrix
+
+    def to_matrix(self) -> pd.DataFrame:
+        """``to_numpy`` as a DataFrame: index ``item_id``, one column per annotator id."""
+        return pd.DataFrame(self.to_numpy(), index=self.item_ids.copy(), columns=self.annotator_ids.copy())
+
+    def starts(self) -> np.ndarray:
+        """(N + 1,) int64: item i's labels are entries ``starts[i]:starts[i + 1]``."""
+        return np.concatenate([[0], np.cumsum(np.bincount(self.items, minlength=self.shape[0]))])
+
+    def select(self, keep: np.ndarray) -> LabelTable:
+        """The entries where ``keep`` (L,) bool is set (same items and annotators)."""
+        keep = np.asarray(keep, dtype=bool)
+        return LabelTable(self.item_ids, self.annotator_ids, self.items[keep], self.annotators[keep], self.labels[keep])
+
+    def of_items(self, rows: np.ndarray) -> LabelTable:
+        """The labels of the items where ``rows`` (N,) bool is set (``rows_only`` of the matrix)."""
+        return self.select(np.asarray(rows, dtype=bool)[self.items])
+
+
+def _is_sorted(items: np.ndarray, annotators: np.ndarray, n_annotators: int) -> bool:
+    keys = np.asarray(items, dtype=np.int64) * np.int64(max(n_annotators, 1)) + np.asarray(annotators, dtype=np.int64)
+    return bool((np.diff(keys) > 0).all())
+
+
+def remove_table_labels(table: LabelTable, rows: np.ndarray, fraction: float, seed: int) -> LabelTable:
+    """``remove_labels`` on a ``LabelTable``: the same labels are removed for the same seed (the
+    candidates are listed in the matrix's row-major order either way)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction of labels to remove must be in [0, 1), got {fraction}")
+    candidates = np.flatnonzero(np.asarray(rows, dtype=bool)[table.items])
+    n_remove = int(round(fraction * candidates.size))
+    keep = np.ones(len(table), dtype=bool)
+    keep[np.random.default_rng(seed).choice(candidates, size=n_remove, replace=False)] = False
+    return table.select(keep)

@@ -32,6 +32,7 @@ from simlabel.core.kappa import (
     complete_kappa,
     observed_entries,
 )
+from simlabel.core.labels import LabelTable
 from simlabel.core.sparse_kappa import pairwise_kappa
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
@@ -283,10 +284,20 @@ def estimate_similarity(
     return SIMILARITY_ESTIMATORS[estimator](y, n_classes, **options)
 
 
-def similarity_from_params(train_labels: np.ndarray, n_classes: int, params: dict) -> np.ndarray:
+def similarity_from_params(train_labels: np.ndarray | LabelTable, n_classes: int, params: dict) -> np.ndarray:
     """(A, A) annotator similarity from the training labels as ``parameters_similarity.yml`` asks:
-    ``params["estimator"]`` (default ``kappa``, SPEC section 1) with ``min_overlap``."""
-    return estimate_similarity(train_labels, n_classes, params.get("estimator", "kappa"), min_overlap=params["min_overlap"])
+    ``params["estimator"]`` (default ``kappa``, SPEC section 1) with ``min_overlap``.
+
+    ``train_labels``: the (N, A) matrix or a ``LabelTable``; the default ``kappa`` reads a table
+    as it is (no (N, A) array is made), the other estimators read its matrix."""
+    estimator = params.get("estimator", "kappa")
+    if isinstance(train_labels, LabelTable):
+        if estimator == "kappa":
+            table = train_labels
+            return pairwise_kappa(table.items, table.annotators, table.labels, *table.shape, n_classes,
+                                  max(params["min_overlap"], 1)).toarray()
+        train_labels = train_labels.to_numpy()
+    return estimate_similarity(train_labels, n_classes, estimator, min_overlap=params["min_overlap"])
 
 
 def model_informed_kappa(

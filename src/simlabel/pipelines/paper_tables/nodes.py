@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from simlabel.core.labels import LabelTable
 from simlabel.evaluation import paired_differences, per_run_accuracy, run_experiment
 from simlabel.folder import CrowdFolder
 from simlabel.methods import blend_members, plan_runs
@@ -18,31 +19,33 @@ logger = logging.getLogger(__name__)
 
 
 def run_paper_experiments(
-    embeddings: np.ndarray, label_matrix_full: pd.DataFrame, classes: list, crowd_folder: CrowdFolder, params: dict,
+    embeddings: np.ndarray, labels_full: pd.DataFrame, classes: list, crowd_folder: CrowdFolder, params: dict,
     training: dict, similarity: dict, methods: dict, crowd_baselines: dict,
 ) -> pd.DataFrame:
     """Every run of the experiment; one row per (architecture, r, seed, method, annotator).
 
     ``methods`` is the main pipeline's list (parameters_methods.yml); ``crowd_baselines`` are
-    added once per (r, seed). A blend (``blend_of``) reuses its members' runs of the same split."""
+    added once per (r, seed). A blend (``blend_of``) reuses its members' runs of the same split.
+    ``labels_full``: the long label table (``LabelTable.to_frame``); the runs read its matrix."""
     blend_members(methods, crowd_baselines)  # a malformed blend fails before hours of runs
     # Many short runs: no per-epoch state files, one architecture per run.
     training = {k: v for k, v in training.items() if k not in ("architectures", "state_dir")} | params.get("training", {})
     seeds = list(range(params["seeds"]))
     ablation = params.get("ablation") or None
     runs = plan_runs(params["architectures"], params["extra_missing"], seeds, methods, crowd_baselines, ablation)
-    logger.info("paper tables: %d runs on %d items x %d annotators", len(runs), *label_matrix_full.shape)
+    table = LabelTable.from_frame(labels_full)
+    logger.info("paper tables: %d runs on %d items x %d annotators", len(runs), *table.shape)
     tokens = np.asarray(embeddings, dtype=np.float32)
     tokens = tokens[:, None, :] if tokens.ndim == 2 else tokens
     results = pd.concat(
         run_experiment(
-            tokens, label_matrix_full.to_numpy(), label_matrix_full.index, len(classes), runs, training,
-            similarity, params["split_fractions"], test_items=crowd_folder.test_panel(label_matrix_full.index),
+            tokens, table.to_numpy(), table.item_ids, len(classes), runs, training,
+            similarity, params["split_fractions"], test_items=crowd_folder.test_panel(table.item_ids),
             named={**crowd_baselines, **methods},
         ),
         ignore_index=True,
     )
-    results["annotator_id"] = label_matrix_full.columns.to_numpy()[results["annotator"]]
+    results["annotator_id"] = table.annotator_ids.to_numpy()[results["annotator"]]
     return results.drop(columns="annotator")
 
 

@@ -7,13 +7,13 @@ from .nodes import paired_differences_plot, run_paper_experiments, summarise_pap
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Ingestion and the label matrix of the folder, then every run and the tables."""
-    return ingestion() + label_matrix().only_nodes("make_label_matrix") + Pipeline(
+    """Ingestion and the labels of the folder, then every run and the tables."""
+    return ingestion() + label_matrix().only_nodes("make_labels") + Pipeline(
         [
             Node(
                 run_paper_experiments,
                 inputs=[
-                    "embeddings", "label_matrix_full", "classes", "crowd_folder", "params:paper_tables", "params:training",
+                    "embeddings", "labels_full", "classes", "crowd_folder", "params:paper_tables", "params:training",
                     "params:similarity", "params:methods", "params:crowd_baselines",
                 ],
                 outputs="paper_runs",

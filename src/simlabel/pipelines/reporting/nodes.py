@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import MISSING, LabelTable
 from simlabel.core.metrics import mean_interval, per_annotator_accuracy
 from simlabel.folder import CrowdFolder
 from simlabel.reports import MAX_MARKDOWN_ANNOTATORS, markdown_table, similarity_heatmaps
@@ -49,7 +49,7 @@ def truth_accuracy(truth_predictions: pd.DataFrame, truth: pd.DataFrame | None, 
 
 
 def evaluate_methods(
-    predictions: pd.DataFrame, truth_predictions: pd.DataFrame, label_matrix: pd.DataFrame, classes: list,
+    predictions: pd.DataFrame, truth_predictions: pd.DataFrame, labels: pd.DataFrame, classes: list,
     crowd_folder: CrowdFolder,
 ) -> dict:
     """Accuracy tables, DVC metrics, Markdown and bar chart from the long predictions table.
@@ -63,7 +63,7 @@ def evaluate_methods(
         architecture (``method@architecture`` for the others): small and flat for DVC.
     accuracy_markdown, accuracy_plot.
     """
-    annotators = list(label_matrix.columns)
+    annotators = list(LabelTable.from_frame(labels).annotator_ids)  # every annotator, with test labels or not
     per_annotator = per_annotator_table(predictions, annotators)
     truth = truth_accuracy(truth_predictions, crowd_folder.truth, classes)
     rows = []

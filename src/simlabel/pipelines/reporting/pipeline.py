@@ -29,7 +29,7 @@ def create_pipeline(methods: list[str] | None = None, **kwargs) -> Pipeline:
             *combine,
             Node(
                 evaluate_methods,
-                inputs=["predictions", "truth_predictions", "label_matrix", "classes", "crowd_folder"],
+                inputs=["predictions", "truth_predictions", "labels", "classes", "crowd_folder"],
                 outputs={"accuracy_table": "accuracy_table", "per_annotator": "per_annotator", "metrics": "accuracy_metrics",
                          "accuracy_markdown": "accuracy_markdown", "accuracy_plot": "accuracy_plot"},
                 name="evaluate_methods",

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 compute_similarity,
-                inputs=["label_matrix", "item_split", "classes", "params:similarity"],
+                inputs=["labels", "item_split", "classes", "params:similarity"],
                 outputs="similarity",
                 name="compute_similarity",
             ),

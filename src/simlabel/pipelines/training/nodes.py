@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from simlabel.core.cycling import IMPUTED_COLUMNS
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import LabelTable
 from simlabel.experiment import Split, blend, run_method
 from simlabel.methods import method_configs
 from simlabel.models.factory import uses_frames
@@ -24,13 +24,14 @@ TRUTH_COLUMNS = ["method", "architecture", "item_id", "split", "predicted", "pro
 
 
 def train_method(
-    embeddings: np.ndarray, frames: np.ndarray, label_matrix: pd.DataFrame, item_split: pd.DataFrame,
+    embeddings: np.ndarray, frames: np.ndarray, labels: pd.DataFrame, item_split: pd.DataFrame,
     similarity: pd.DataFrame, classes: list, training: dict, similarity_params: dict, method: dict,
     method_name: str,
 ) -> dict:
     """Train ``method_name`` for each of ``training.architectures``.
 
-    ``frames`` are only read when ``training.finetune_backbone`` is on (a memory map otherwise).
+    ``labels`` is the long label table (``LabelTable.to_frame``); ``frames`` are only read when
+    ``training.finetune_backbone`` is on (a memory map otherwise).
 
     Returns
     -------
@@ -40,31 +41,33 @@ def train_method(
     imputed_labels, refined_similarity : of the first architecture (empty / the initial
         similarity without confidence cycling).
     """
-    split, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
+    table, split, names, tokens = _inputs(embeddings, labels, item_split, similarity)
     configs = method_configs(training, similarity_params, method, method_name)
+    matrix = table.to_numpy()  # training still reads the (N, A) matrix (README, "Scale")
     results = {
-        architecture: run_method(tokens, label_matrix.to_numpy(), split, similarity.to_numpy(), len(classes), config, frames)
+        architecture: run_method(tokens, matrix, split, similarity.to_numpy(), len(classes), config, frames)
         for architecture, config in configs.items()
     }
+    del matrix
     primary = next(iter(results.values()))
     input_shape = np.shape(frames)[1:] if next(iter(configs.values())).finetune_backbone else tokens.shape[1:]
     return {
-        **method_tables(results, method_name, label_matrix, names),
+        **method_tables(results, method_name, table, names),
         "checkpoint": {
-            a: checkpoint(r, dataclasses.asdict(configs[a]), label_matrix, names, classes, input_shape)
+            a: checkpoint(r, dataclasses.asdict(configs[a]), table, names, classes, input_shape)
             for a, r in results.items()
         },
         "training_history": pd.concat(
             [r.history.assign(method=method_name, architecture=a) for a, r in results.items()], ignore_index=True
         ),
-        "imputed_labels": primary.imputed.to_frame(label_matrix.index, label_matrix.columns)
+        "imputed_labels": primary.imputed.to_frame(table.item_ids, table.annotator_ids)
         if primary.imputed is not None else pd.DataFrame(columns=IMPUTED_COLUMNS),
         "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy()),
     }
 
 
 def blend_method(
-    embeddings: np.ndarray, frames: np.ndarray, label_matrix: pd.DataFrame, item_split: pd.DataFrame,
+    embeddings: np.ndarray, frames: np.ndarray, labels: pd.DataFrame, item_split: pd.DataFrame,
     similarity: pd.DataFrame, classes: list, *checkpoints: dict, method_name: str, members: list[str],
 ) -> dict:
     """A blend (``blend_of``, ``experiment.blend``) of the members' trained models (their
@@ -74,8 +77,8 @@ def blend_method(
     are in their own tables: the blend's ``training_history`` and ``imputed_labels`` are empty
     and its ``refined_similarity`` is the stage's ``similarity`` (reading the members' tables
     would make Kedro-Viz's layers circular: model_output -> models -> model_output)."""
-    _, names, tokens = _inputs(embeddings, label_matrix, item_split, similarity)
-    fingerprint = data_fingerprint(label_matrix, names)
+    table, _, names, tokens = _inputs(embeddings, labels, item_split, similarity)
+    fingerprint = data_fingerprint(table, names)
     for member, checkpoint_of in zip(members, checkpoints, strict=True):
         for payload in checkpoint_of.values():  # a member's checkpoint left over from other data
             if payload.get("data_fingerprint") != fingerprint or payload["classes"] != list(classes):
@@ -92,12 +95,12 @@ def blend_method(
                            BatchSource(inputs, torch.device("cpu")), 512)
             for p in payloads[architecture]
         ])
-    tables = method_tables(results, method_name, label_matrix, names)
+    tables = method_tables(results, method_name, table, names)
     val = tables["predictions"].query("split == 'val'")
     return {
         **tables,
         "checkpoint": {
-            a: checkpoint(r, {"blend_of": members, "members": [p["config"] for p in payloads[a]]}, label_matrix,
+            a: checkpoint(r, {"blend_of": members, "members": [p["config"] for p in payloads[a]]}, table,
                           names, classes, payloads[a][0]["input_shape"], val.query("architecture == @a"))
             for a, r in results.items()
         },
@@ -107,32 +110,35 @@ def blend_method(
     }
 
 
-def _inputs(embeddings, label_matrix: pd.DataFrame, item_split: pd.DataFrame, similarity: pd.DataFrame):
-    """The split (``Split`` and the names per item) and the (N, T, D) float32 tokens, after
-    checking that the stages' outputs belong together."""
-    if len(embeddings) != len(label_matrix):
+def _inputs(embeddings, labels: pd.DataFrame, item_split: pd.DataFrame, similarity: pd.DataFrame):
+    """The ``LabelTable``, the split (``Split`` and the names per item) and the (N, T, D) float32
+    tokens, after checking that the stages' outputs belong together."""
+    table = LabelTable.from_frame(labels)
+    if len(embeddings) != table.shape[0]:
         raise ValueError(
-            f"embeddings have {len(embeddings)} rows but the label matrix has {len(label_matrix)} items: "
+            f"embeddings have {len(embeddings)} rows but the labels have {table.shape[0]} items: "
             "rerun ingestion and label_matrix together"
         )
-    if list(similarity.columns) != list(label_matrix.columns):
-        raise ValueError("similarity and label matrix disagree on the annotators: rerun the similarity stage")
-    names = item_split.set_index("item_id")["split"].reindex(label_matrix.index)
+    if list(similarity.columns) != list(table.annotator_ids):
+        raise ValueError("similarity and labels disagree on the annotators: rerun the similarity stage")
+    names = item_split.set_index("item_id")["split"].reindex(table.item_ids)
     tokens = np.asarray(embeddings, dtype=np.float32)
-    return Split.from_names(names), names, tokens[:, None, :] if tokens.ndim == 2 else tokens
+    return table, Split.from_names(names), names, tokens[:, None, :] if tokens.ndim == 2 else tokens
 
 
-def data_fingerprint(label_matrix: pd.DataFrame, split: pd.Series) -> str:
+def data_fingerprint(table: LabelTable, split: pd.Series) -> str:
     """A hash of the labels, their item and annotator ids and the split a model was trained on."""
-    digest = hashlib.sha256(np.ascontiguousarray(label_matrix.to_numpy(dtype=np.int64)).tobytes())
-    for part in (label_matrix.index, label_matrix.columns, split):
+    digest = hashlib.sha256()
+    for entries in (table.items, table.annotators, table.labels):
+        digest.update(np.ascontiguousarray(entries, dtype=np.int64).tobytes())
+    for part in (table.item_ids, table.annotator_ids, split):
         digest.update("\x1f".join(map(str, part)).encode())
     return digest.hexdigest()[:16]
 
 
-def method_tables(results: dict, method_name: str, label_matrix: pd.DataFrame, names: pd.Series) -> dict:
+def method_tables(results: dict, method_name: str, table: LabelTable, names: pd.Series) -> dict:
     """The prediction tables of trained (or blended) models, ``{architecture: TrainingResult}``."""
-    context = {"method": method_name, "label_matrix": label_matrix, "split": names}
+    context = {"method": method_name, "table": table, "split": names}
     return {
         "predictions": labelled_predictions(results, **context),
         "frame_attention": frame_attention(results, **context),
@@ -140,7 +146,7 @@ def method_tables(results: dict, method_name: str, label_matrix: pd.DataFrame, n
     }
 
 
-def checkpoint(result: TrainingResult, config: dict, label_matrix: pd.DataFrame, split: pd.Series, classes, input_shape,
+def checkpoint(result: TrainingResult, config: dict, table: LabelTable, split: pd.Series, classes, input_shape,
                val_predictions: pd.DataFrame | None = None) -> dict:
     """Everything needed to rebuild the model (``model_from_checkpoint``) and name its outputs.
     A blend has no epochs: its validation accuracy is computed from ``val_predictions``."""
@@ -153,37 +159,40 @@ def checkpoint(result: TrainingResult, config: dict, label_matrix: pd.DataFrame,
         "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
         "config": config,
         "input_shape": tuple(int(s) for s in input_shape),
-        "annotators": list(label_matrix.columns),
-        "data_fingerprint": data_fingerprint(label_matrix, split),
+        "annotators": list(table.annotator_ids),
+        "data_fingerprint": data_fingerprint(table, split),
         "classes": list(classes),
         "best_epoch": None if val_predictions is not None else result.best_epoch,
         "best_val_accuracy": val_accuracy,
     }
 
 
-def labelled_predictions(results: dict, method: str, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
-    """Predicted label and its probability for every labelled (item, annotator) entry."""
-    values = label_matrix.to_numpy()
-    rows = np.flatnonzero((values != MISSING).any(1))
+def labelled_predictions(results: dict, method: str, table: LabelTable, split: pd.Series) -> pd.DataFrame:
+    """Predicted label and its probability for every labelled (item, annotator) entry, in the
+    table's order; read from the table (no (N, A) array)."""
+    starts = table.starts()
+    rows = np.flatnonzero(np.diff(starts))
     frames = []
     for architecture, result in results.items():
-        parts = []
+        predicted, probability = np.empty(len(table), np.int64), np.empty(len(table), np.float32)
         for batch, log_p in result.log_proba(rows):
+            # The batch's entries are contiguous in the table (it is sorted by item, the rows ascend).
+            lo, hi = starts[batch[0]], starts[batch[-1] + 1]
+            local = np.searchsorted(batch, table.items[lo:hi])
             prob, pred = log_p.exp().max(-1)
-            r, c = np.nonzero(values[batch] != MISSING)
-            parts.append((batch[r], c, pred.cpu().numpy()[r, c], prob.cpu().numpy()[r, c]))
-        item_rows, cols, predicted, probability = (np.concatenate(p) for p in zip(*parts, strict=True))
+            predicted[lo:hi] = pred.cpu().numpy()[local, table.annotators[lo:hi]]
+            probability[lo:hi] = prob.cpu().numpy()[local, table.annotators[lo:hi]]
         frames.append(pd.DataFrame({
             "method": method, "architecture": architecture,
-            "item_id": label_matrix.index.to_numpy()[item_rows], "annotator_id": label_matrix.columns.to_numpy()[cols],
-            "split": split.to_numpy()[item_rows], "label": values[item_rows, cols],
+            "item_id": table.item_ids.to_numpy()[table.items], "annotator_id": table.annotator_ids.to_numpy()[table.annotators],
+            "split": split.to_numpy()[table.items], "label": table.labels,
             "predicted": predicted, "probability": probability,
         }))
     return pd.concat(frames, ignore_index=True)[PREDICTION_COLUMNS]
 
 
 @torch.no_grad()
-def frame_attention(results: dict, method: str, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+def frame_attention(results: dict, method: str, table: LabelTable, split: pd.Series) -> pd.DataFrame:
     """Mean cross-attention of each annotator's query over the input tokens (frames), on the
     test items, for the architectures that have one (``qumatl``); empty otherwise."""
     rows = np.flatnonzero(split.eq("test").to_numpy())
@@ -194,16 +203,16 @@ def frame_attention(results: dict, method: str, label_matrix: pd.DataFrame, spli
         total = sum(
             result.model.cross_attention(result.inputs[rows[lo : lo + 256]]).sum(0) for lo in range(0, rows.size, 256)
         ) / rows.size  # (A, T)
-        annotators, tokens = np.meshgrid(label_matrix.columns, np.arange(total.shape[1]), indexing="ij")
+        annotators, tokens = np.meshgrid(table.annotator_ids, np.arange(total.shape[1]), indexing="ij")
         frames.append(pd.DataFrame({"method": method, "architecture": architecture, "annotator_id": annotators.ravel(),
                                     "token": tokens.ravel(), "weight": total.cpu().numpy().ravel()}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ATTENTION_COLUMNS)
 
 
 @torch.no_grad()
-def truth_predictions(results: dict, method: str, label_matrix: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+def truth_predictions(results: dict, method: str, table: LabelTable, split: pd.Series) -> pd.DataFrame:
     """The ground-truth head's prediction for every item, for architectures that have one (``madl``)."""
-    rows = np.arange(len(label_matrix))
+    rows = np.arange(table.shape[0])
     frames = []
     for architecture, result in results.items():
         if not hasattr(result.model, "truth_log_proba"):
@@ -211,6 +220,6 @@ def truth_predictions(results: dict, method: str, label_matrix: pd.DataFrame, sp
         result.model.eval()
         log_p = torch.cat([result.model.truth_log_proba(result.inputs[rows[lo : lo + 512]]) for lo in range(0, rows.size, 512)])
         prob, pred = log_p.exp().max(-1)
-        frames.append(pd.DataFrame({"method": method, "architecture": architecture, "item_id": label_matrix.index.to_numpy(),
+        frames.append(pd.DataFrame({"method": method, "architecture": architecture, "item_id": table.item_ids.to_numpy(),
                                     "split": split.to_numpy(), "predicted": pred.cpu().numpy(), "probability": prob.cpu().numpy()}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRUTH_COLUMNS)

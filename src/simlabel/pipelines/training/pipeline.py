@@ -10,7 +10,7 @@ from simlabel.pipelines.bound import BoundFunction
 
 from .nodes import blend_method, train_method
 
-SHARED_INPUTS = {"embeddings", "frames", "label_matrix", "item_split", "similarity", "classes"}
+SHARED_INPUTS = {"embeddings", "frames", "labels", "item_split", "similarity", "classes"}
 OUTPUTS = ["checkpoint", "predictions", "training_history", "frame_attention", "truth_predictions",
            "imputed_labels", "refined_similarity"]
 
@@ -52,7 +52,7 @@ def blend_pipeline(name: str, members: list[str]) -> Pipeline:
     member_inputs = {f"member_{k}_checkpoint": f"{m}.checkpoint" for k, m in enumerate(members)}
     node = Node(
         MethodTrainer(name, members),
-        inputs=["embeddings", "frames", "label_matrix", "item_split", "similarity", "classes", *member_inputs],
+        inputs=["embeddings", "frames", "labels", "item_split", "similarity", "classes", *member_inputs],
         outputs={key: key for key in OUTPUTS},
         name="blend",
         tags=["training"],

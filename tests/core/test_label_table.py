@@ -1,0 +1,151 @@
+"""The long label table (``LabelTable``) against the dense (N, A) matrix it replaces at the
+stage boundaries: the same labels, the same removals, the same similarity, the same
+prediction tables; on random cases and on CIFAR-10N."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from kedro.io import DatasetError
+
+from simlabel.core.labels import (
+    MISSING,
+    LabelTable,
+    build_label_table,
+    remove_labels,
+    remove_table_labels,
+)
+from simlabel.core.similarity import similarity_from_params
+from simlabel.datasets import LabelMatrixDataset
+from simlabel.pipelines.training.nodes import labelled_predictions
+
+CIFAR10N = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10n"
+
+
+def random_matrix(seed: int, n_items=40, n_annotators=7, n_classes=4, observed=0.3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    matrix = np.where(rng.random((n_items, n_annotators)) < observed, rng.integers(0, n_classes, (n_items, n_annotators)),
+                      MISSING)
+    matrix[rng.integers(n_items)] = MISSING  # an item nobody labelled
+    matrix[:, rng.integers(n_annotators)] = MISSING  # an annotator without labels
+    return matrix
+
+
+def ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{k}" for k in range(n)]
+
+
+def legacy_remove_labels(y: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """The dense implementation the table's replaced, verbatim."""
+    y = np.array(y, dtype=np.int64, copy=True, order="C")
+    candidates = np.flatnonzero(((y != MISSING) & np.asarray(rows, dtype=bool)[:, None]).ravel())
+    n_remove = int(round(fraction * candidates.size))
+    drop = np.random.default_rng(seed).choice(candidates, size=n_remove, replace=False)
+    y.ravel()[drop] = MISSING
+    return y
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_parquet_round_trip_keeps_every_label_item_and_annotator(tmp_path, seed):
+    matrix = random_matrix(seed)
+    table = LabelTable.from_numpy(matrix, ids("i", 40), ids("w", 7))
+    assert len(table) == (matrix != MISSING).sum()
+    table.to_frame().to_parquet(tmp_path / "labels.parquet")
+    back = LabelTable.from_frame(pd.read_parquet(tmp_path / "labels.parquet"))
+    np.testing.assert_array_equal(back.to_numpy(), matrix)
+    assert list(back.item_ids) == ids("i", 40) and list(back.annotator_ids) == ids("w", 7)
+    # the catalog's read-only matrix view of the same file
+    view = LabelMatrixDataset(str(tmp_path / "labels.parquet"))
+    pd.testing.assert_frame_equal(view.load(), back.to_matrix())
+    assert view.load().index.name == "item_id" and view.load().columns.name == "annotator_id"
+    with pytest.raises(DatasetError, match="read-only"):
+        view.save(back.to_matrix())
+
+
+def test_rows_in_any_order_are_sorted_and_bad_tables_are_refused():
+    matrix = random_matrix(1)
+    frame = LabelTable.from_numpy(matrix, ids("i", 40), ids("w", 7)).to_frame()
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    np.testing.assert_array_equal(LabelTable.from_frame(shuffled).to_numpy(), matrix)
+    with pytest.raises(ValueError, match="appears twice"):
+        LabelTable.from_frame(pd.concat([frame, frame.iloc[:1]]))
+    with pytest.raises(ValueError, match="must be categorical"):
+        LabelTable.from_frame(frame.astype({"item_id": str}))
+    with pytest.raises(ValueError, match="missing \\['label'\\]"):
+        LabelTable.from_frame(frame.drop(columns="label"))
+    with pytest.raises(ValueError, match="labels >= 0"):
+        LabelTable.from_frame(frame.assign(label=-1))
+    with pytest.raises(ValueError, match="sorted by \\(item, annotator\\)"):
+        table = LabelTable.from_numpy(matrix)
+        LabelTable(table.item_ids, table.annotator_ids, table.items[::-1], table.annotators[::-1], table.labels[::-1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_removal_removes_what_the_dense_removal_removed(seed):
+    matrix = random_matrix(seed, n_items=60)
+    rows = np.random.default_rng(seed).random(60) < 0.6
+    for fraction in (0.0, 0.2, 0.5, 0.9):
+        expected = legacy_remove_labels(matrix, rows, fraction, seed)
+        np.testing.assert_array_equal(remove_table_labels(LabelTable.from_numpy(matrix), rows, fraction, seed).to_numpy(),
+                                      expected)
+        np.testing.assert_array_equal(remove_labels(matrix, rows, fraction, seed), expected)
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        remove_table_labels(LabelTable.from_numpy(matrix), rows, 1.0, 0)
+
+
+@pytest.mark.parametrize("estimator", ["kappa", "shrunk_kappa"])
+def test_similarity_of_the_table_equals_that_of_the_matrix(estimator):
+    matrix = random_matrix(3, n_items=200, observed=0.5)
+    params = {"estimator": estimator, "min_overlap": 2}
+    from_table = similarity_from_params(LabelTable.from_numpy(matrix), 4, params)
+    np.testing.assert_array_equal(from_table, similarity_from_params(matrix, 4, params))
+    assert from_table.shape == (7, 7) and from_table.max() > 0
+
+
+class FixedModelResult:
+    """A trained method's ``log_proba`` over fixed (N, A, C) log-probabilities, in small batches."""
+
+    def __init__(self, log_p: torch.Tensor, batch_size: int):
+        self.all, self.batch_size = log_p, batch_size
+
+    def log_proba(self, rows):
+        for lo in range(0, len(rows), self.batch_size):
+            batch = rows[lo : lo + self.batch_size]
+            yield batch, self.all[batch]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 512])
+def test_prediction_table_from_the_table_equals_the_dense_reference(batch_size):
+    matrix = random_matrix(2, n_items=30, observed=0.25)
+    table = LabelTable.from_numpy(matrix, ids("i", 30), ids("w", 7))
+    log_p = torch.log_softmax(torch.randn(30, 7, 4, generator=torch.Generator().manual_seed(0)), -1)
+    split = pd.Series(np.where(np.arange(30) < 20, "train", "test"), index=table.item_ids)
+    got = labelled_predictions({"heads": FixedModelResult(log_p, batch_size)}, "m", table, split)
+    rows, cols = np.nonzero(matrix != MISSING)  # the dense reference: every observed entry, row-major
+    prob, pred = log_p.exp().max(-1)
+    assert got["item_id"].tolist() == [f"i{r}" for r in rows] and got["annotator_id"].tolist() == [f"w{c}" for c in cols]
+    np.testing.assert_array_equal(got["label"], matrix[rows, cols])
+    np.testing.assert_array_equal(got["predicted"], pred.numpy()[rows, cols])
+    np.testing.assert_allclose(got["probability"], prob.numpy()[rows, cols])
+    assert got["split"].tolist() == split.to_numpy()[rows].tolist()
+
+
+@pytest.mark.skipif(not (CIFAR10N / "labels.csv").is_file(), reason="needs ../shared/data/cifar10n")
+def test_cifar10n_table_equals_the_dense_matrix_and_its_kappa():
+    labels = pd.read_csv(CIFAR10N / "labels.csv", dtype=str)
+    items = pd.read_csv(CIFAR10N / "items.csv", dtype=str)["item_id"].tolist()
+    table, classes = build_label_table(labels, items)
+    # an independent dense build: one cell per row of labels.csv
+    annotators = sorted(labels["annotator_id"].unique(), key=int)
+    dense = np.full((len(items), len(annotators)), MISSING)
+    dense[pd.Index(items).get_indexer(labels["item_id"]), pd.Index(annotators).get_indexer(labels["annotator_id"])] = (
+        labels["label"].astype(int))
+    assert table.shape == dense.shape == (50000, 747) and len(table) == len(labels) == 150000
+    np.testing.assert_array_equal(table.to_numpy(), dense)
+    assert list(table.annotator_ids) == annotators and list(table.item_ids) == items
+    train = np.arange(len(items)) % 5 < 3
+    params = {"estimator": "kappa", "min_overlap": 1}
+    np.testing.assert_array_equal(similarity_from_params(table.of_items(train), len(classes), params),
+                                  similarity_from_params(np.where(train[:, None], dense, MISSING), len(classes), params))
