@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from simlabel.core.baselines import dawid_skene, majority_vote
-from simlabel.core.labels import MISSING, Split
-from simlabel.core.similarity import estimate_similarity as similarity_estimate
+from simlabel.core.labels import MISSING, Split, as_label_table
+from simlabel.core.similarity import similarity_from_params
 from simlabel.models.factory import AnnotatorsFromTruth, BlendedAnnotators, uses_frames
 from simlabel.training.config import TrainConfig
 from simlabel.training.loop import TrainingResult, predict_labels, train_annotator_models
@@ -33,17 +33,21 @@ def run_method(
     tokens: np.ndarray, labels: np.ndarray, split: Split, similarity: np.ndarray, n_classes: int,
     config: TrainConfig, frames: np.ndarray | None = None,
 ) -> TrainingResult:
-    """Train one method on a split. ``tokens``: (N, T, D); ``labels``: (N, A), -1 = missing;
-    ``similarity``: (A, A), the similarity stage's (a method may ask for another estimator)."""
-    labels = np.asarray(labels, dtype=np.int64)
+    """Train one method on a split. ``tokens``: (N, T, D); ``labels``: a ``LabelTable`` or the
+    (N, A) matrix, -1 = missing; ``similarity``: (A, A), the similarity stage's (a method may ask
+    for another estimator). The crowd baselines, Dawid-Skene soft targets and the estimators
+    other than ``kappa`` read the (N, A) matrix; the rest reads the table."""
+    table = as_label_table(labels)
     if config.crowd_baseline != "none":
-        return crowd_baseline(tokens, labels, split, n_classes, config, frames)
-    train_labels = split.labels_of(labels, "train")
+        return crowd_baseline(tokens, table.to_numpy(), split, n_classes, config, frames)
+    train_labels = table.of_items(split.train)
     if config.similarity_estimator != "stage":
-        similarity = similarity_estimate(train_labels, n_classes, config.similarity_estimator, min_overlap=config.min_overlap)
-    soft = ds_soft_targets(train_labels, n_classes, config.ds_diagonal_prior) if config.soft_targets == "dawid_skene" else None
+        similarity = similarity_from_params(
+            train_labels, n_classes, {"estimator": config.similarity_estimator, "min_overlap": config.min_overlap})
+    soft = ds_soft_targets(train_labels.to_numpy(), n_classes, config.ds_diagonal_prior) \
+        if config.soft_targets == "dawid_skene" else None
     return train_annotator_models(
-        tokens, labels, split.train, split.val, similarity, n_classes, config, frames, soft_targets=soft
+        tokens, table, split.train, split.val, similarity, n_classes, config, frames, soft_targets=soft
     )
 
 

@@ -149,3 +149,28 @@ def test_cifar10n_table_equals_the_dense_matrix_and_its_kappa():
     params = {"estimator": "kappa", "min_overlap": 1}
     np.testing.assert_array_equal(similarity_from_params(table.of_items(train), len(classes), params),
                                   similarity_from_params(np.where(train[:, None], dense, MISSING), len(classes), params))
+
+
+def test_a_sampled_run_without_cycling_never_builds_the_label_matrix(monkeypatch):
+    """The scale mode (``soft_entries_per_item``): labels from the node's long table to the
+    loss and the prediction tables without an (N, A) array; cycling still reads the matrix."""
+    from simlabel.pipelines.training.nodes import train_method
+
+    rng = np.random.default_rng(0)
+    matrix = random_matrix(5, n_items=80, n_annotators=9, n_classes=3, observed=0.3)
+    table = LabelTable.from_numpy(matrix, ids("i", 80), ids("w", 9))
+    embeddings = rng.normal(size=(80, 6)).astype(np.float32)
+    split = pd.DataFrame({"item_id": ids("i", 80), "split": np.where(np.arange(80) < 50, "train",
+                                                                      np.where(np.arange(80) < 65, "val", "test"))})
+    similarity = pd.DataFrame(np.full((9, 9), 0.5), index=table.annotator_ids, columns=table.annotator_ids)
+    training = {"architectures": ["heads"], "max_epochs": 2, "hidden": 8, "device": "cpu", "soft_entries_per_item": 3}
+    built = []
+    dense = LabelTable.to_numpy
+    monkeypatch.setattr(LabelTable, "to_numpy", lambda self: built.append(self.shape) or dense(self))
+
+    outputs = train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
+                           {"min_overlap": 2}, {}, method_name="simlabel")
+    assert built == [] and len(outputs["predictions"]) == len(table)
+    train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
+                 {"min_overlap": 2}, {"cycling": True, "threshold": 0.3}, method_name="cycled")
+    assert built  # the cycler reads the matrix: the guard above is real

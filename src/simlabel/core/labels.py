@@ -538,3 +538,8 @@ def remove_table_labels(table: LabelTable, rows: np.ndarray, fraction: float, se
     keep = np.ones(len(table), dtype=bool)
     keep[np.random.default_rng(seed).choice(candidates, size=n_remove, replace=False)] = False
     return table.select(keep)
+
+
+def as_label_table(labels) -> LabelTable:
+    """``labels`` as a ``LabelTable``: a table as it is, an (N, A) matrix (``MISSING`` = -1) converted."""
+    return labels if isinstance(labels, LabelTable) else LabelTable.from_numpy(np.asarray(labels, dtype=np.int64))

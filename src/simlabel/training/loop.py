@@ -11,6 +11,7 @@ data order, schedule and early stopping. The pieces live beside it: ``TrainConfi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -24,7 +25,7 @@ import torch
 from simlabel.core.cycling import ConfidenceCycler
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.label_rows import LabelRows, batch_entries
-from simlabel.core.labels import MISSING, rows_only
+from simlabel.core.labels import LabelTable, as_label_table
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import accuracy_from_counts, mean_accuracy, mean_of_annotators
 from simlabel.core.similarity import model_informed_kappa
@@ -67,26 +68,42 @@ class RunData:
     """What one run trains on, on the device.
 
     inputs : model inputs per item (embeddings, or frames when fine-tuning).
-    y_train : (N, A) long tensor, training labels (``MISSING`` elsewhere); ``train_labels`` the
-        same as numpy, ``val_labels`` the validation ones.
+    train_table, val_table : the labels of the training / validation items (``LabelTable``).
     train_items, val_items : item rows with a training target / a validation label.
     fixed_soft : (N, A, C) fixed soft targets or None.
     label_rows, val_label_rows : the training / validation labels as compressed rows where the
         batch targets read them (``with_label_rows``: the sampled steps, and validation entry by
         entry, O(labels) per epoch, not O(items x A)); else None.
+
+    ``train_labels`` / ``val_labels`` (numpy) and ``y_train`` (on the device) are the (N, A)
+    matrices of the two tables, ``MISSING`` elsewhere: built on first use, by what still reads
+    the matrix (the dense steps, confidence cycling, label transport, ``refresh: models``); a
+    sampled run without those never builds them.
     """
 
     inputs: BatchSource
-    y_train: torch.Tensor
-    train_labels: np.ndarray
-    val_labels: np.ndarray
+    train_table: LabelTable
+    val_table: LabelTable
     train_items: np.ndarray
     val_items: np.ndarray
     fixed_soft: torch.Tensor | None
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
+    device: torch.device
     label_rows: LabelRows | None = None
     val_label_rows: LabelRows | None = None
+
+    @functools.cached_property
+    def train_labels(self) -> np.ndarray:
+        return self.train_table.to_numpy()
+
+    @functools.cached_property
+    def val_labels(self) -> np.ndarray:
+        return self.val_table.to_numpy()
+
+    @functools.cached_property
+    def y_train(self) -> torch.Tensor:
+        return torch.from_numpy(self.train_labels).to(self.device)
 
 
 @dataclass
@@ -111,14 +128,17 @@ class TrainingResult:
         yield from predict_log_proba(self.model, self.inputs, rows, self.eval_batch_size)
 
 
-def prepare_data(tokens, labels, train_rows, val_rows, config, device, frames=None, soft_targets=None) -> RunData:
-    """Validate the inputs and move what training needs to the device (see ``RunData``)."""
+def prepare_data(tokens, labels: LabelTable | np.ndarray, train_rows, val_rows, config, device, frames=None,
+                 soft_targets=None) -> RunData:
+    """Validate the inputs and move what training needs to the device (see ``RunData``);
+    ``labels``: a ``LabelTable`` or the (N, A) matrix."""
+    labels = as_label_table(labels)
     n_items, n_annotators = labels.shape
     if tokens.shape[0] != n_items:
         raise ValueError(f"tokens have {tokens.shape[0]} rows but the label matrix has {n_items} items")
     train_rows, val_rows = np.asarray(train_rows, bool), np.asarray(val_rows, bool)
-    train_labels, val_labels = rows_only(labels, train_rows), rows_only(labels, val_rows)
-    trainable = (train_labels != MISSING).any(1)
+    train_table, val_table = labels.of_items(train_rows), labels.of_items(val_rows)
+    trainable = np.bincount(train_table.items, minlength=n_items) > 0
     fixed_soft = None
     if soft_targets is not None:
         if soft_targets.shape[:2] != (n_items, n_annotators):
@@ -137,16 +157,17 @@ def prepare_data(tokens, labels, train_rows, val_rows, config, device, frames=No
     else:
         inputs = BatchSource(torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.float32)).to(device), device)
     return RunData(
-        inputs, torch.from_numpy(train_labels).to(device), train_labels, val_labels, train_items,
-        np.flatnonzero((val_labels != MISSING).any(1)), fixed_soft, pooled.mean(0),
-        pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]),
+        inputs, train_table, val_table, train_items, np.unique(val_table.items), fixed_soft, pooled.mean(0),
+        pooled.std(0) if len(train_items) > 1 else torch.ones_like(pooled[0]), device,
     )
 
 
 def with_label_rows(data: RunData, device) -> RunData:
     """``data`` with its training and validation labels as compressed rows as well."""
-    return dataclasses.replace(data, label_rows=LabelRows.from_matrix(data.train_labels, device),
-                               val_label_rows=LabelRows.from_matrix(data.val_labels, device))
+    def rows(table: LabelTable) -> LabelRows:
+        return LabelRows.from_long(table.items, table.annotators, table.labels, *table.shape, device=device)
+
+    return dataclasses.replace(data, label_rows=rows(data.train_table), val_label_rows=rows(data.val_table))
 
 
 @dataclass
@@ -203,7 +224,7 @@ class Optimisation:
 def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim, transport, cycler, config, order,
                 rank: int = 0, world: int = 1) -> tuple[float, float, float]:
     """One pass over the training items in a seeded random order: mean loss, CE and KL per step."""
-    device = data.y_train.device
+    device = data.device
     trained.train()
     steps = math.ceil(len(data.train_items) / config.batch_size)
     totals = torch.zeros(3, device=device)  # summed on the device: no host sync per step
@@ -229,14 +250,15 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
 
 
 def train_annotator_models(
-    tokens: np.ndarray, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray, similarity: np.ndarray,
+    tokens: np.ndarray, labels: np.ndarray | LabelTable, train_rows: np.ndarray, val_rows: np.ndarray, similarity: np.ndarray,
     n_classes: int, config: TrainConfig, frames: np.ndarray | None = None, soft_targets: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train one model per annotator with similarity-weighted soft labels.
 
     tokens : (N, T, D) float32 inputs (T = 1 for features); with ``finetune_backbone`` they only
         give the standardisation statistics and ``frames`` (N, K, H, W, 3) uint8 are the inputs.
-    labels : (N, A) int64, ``MISSING`` = -1; train_rows, val_rows : (N,) bool item masks.
+    labels : ``LabelTable`` or (N, A) int64 matrix, ``MISSING`` = -1; train_rows, val_rows : (N,) bool
+        item masks.
     similarity : (A, A) from the training labels; n_classes : C.
     config : the recipe; with ``state_path`` the state is saved after every epoch (``SaveThrottle``:
         at most 5 % of the time goes to saving; the last epoch is always saved) and ``resume``
@@ -247,7 +269,7 @@ def train_annotator_models(
     gathered so every rank holds the same imputed labels and similarity. Returns the best model
     by validation mean per-annotator accuracy, the history, the final similarity and the cycler.
     """
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = as_label_table(labels)
     n_annotators = labels.shape[1]
     if similarity.shape != (n_annotators, n_annotators):
         raise ValueError(f"similarity must be ({n_annotators}, {n_annotators}), got {similarity.shape}")
@@ -278,7 +300,7 @@ def train_annotator_models(
     if config.resume and config.state_path and Path(config.state_path).is_file():
         state, saved = TrainState.load(config.state_path, run_id, device)
         sim = restore(saved, model, optimisation, generators, cycler, device)
-    transport = label_transport(cycler, data.train_labels, n_classes, config, device)
+    transport = label_transport(cycler, data, n_classes, config, device)
 
     for epoch in range(state.epoch + 1, config.max_epochs + 1):
         if state.stopped(warmup_epochs, config.patience):
@@ -294,7 +316,7 @@ def train_annotator_models(
                 refreshed = model_similarity(model, data, n_classes, config.min_overlap, eval_batch, predicted)
             if refreshed is not None:
                 sim = torch.as_tensor(refreshed, dtype=torch.float32, device=device)
-                transport = label_transport(cycler, data.train_labels, n_classes, config, device)
+                transport = label_transport(cycler, data, n_classes, config, device)
         state.record({"epoch": epoch, "loss": loss, "ce": ce, "kl": kl,
                       "val_mean_accuracy": validation_accuracy(model, data, eval_batch),
                       "lr": optimisation.scheduler.get_last_lr()[0], "imputed_this_cycle": n_imputed,
@@ -329,12 +351,12 @@ def log_epoch(state: TrainState, max_epochs: int, run_name: str = "") -> None:
                 state.best_accuracy, state.best_epoch, row["imputed_total"], row["seconds"])
 
 
-def label_transport(cycler, train_labels, n_classes, config, device) -> torch.Tensor | None:
+def label_transport(cycler, data: RunData, n_classes, config, device) -> torch.Tensor | None:
     """Pairwise label transport from the current co-label counts (``soft_label_transport``)."""
     if not config.soft_label_transport:
         return None
-    counts = cycler.counts if cycler is not None else CoLabelCounts(train_labels, n_classes)
-    matrices = transport_matrices(counts.counts, train_labels.shape[1], n_classes, config.transport_prior)
+    counts = cycler.counts if cycler is not None else CoLabelCounts(data.train_labels, n_classes)
+    matrices = transport_matrices(counts.counts, data.train_table.shape[1], n_classes, config.transport_prior)
     return torch.from_numpy(matrices).to(device)
 
 

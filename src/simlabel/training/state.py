@@ -31,12 +31,14 @@ class StaleStateError(ValueError):
     """A saved training state that belongs to another run."""
 
 
-def fingerprint(config, tokens: np.ndarray, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray) -> str:
-    """Hash of the training-relevant parameters, the labels, the split and a sample of the inputs."""
+def fingerprint(config, tokens: np.ndarray, labels, train_rows: np.ndarray, val_rows: np.ndarray) -> str:
+    """Hash of the training-relevant parameters, the labels (a ``LabelTable``), the split and a
+    sample of the inputs."""
     digest = hashlib.sha256()
     params = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_FINGERPRINTED}
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())
-    for array in (labels, train_rows, val_rows):
+    digest.update(str(labels.shape).encode())
+    for array in (labels.items, labels.annotators, labels.labels, train_rows, val_rows):
         digest.update(np.ascontiguousarray(array).tobytes())
     step = max(1, len(tokens) // 64)  # a strided sample: cheap on memory-mapped inputs
     digest.update(str(tokens.shape).encode())

@@ -43,12 +43,10 @@ def train_method(
     """
     table, split, names, tokens = _inputs(embeddings, labels, item_split, similarity)
     configs = method_configs(training, similarity_params, method, method_name)
-    matrix = table.to_numpy()  # training still reads the (N, A) matrix (README, "Scale")
     results = {
-        architecture: run_method(tokens, matrix, split, similarity.to_numpy(), len(classes), config, frames)
+        architecture: run_method(tokens, table, split, similarity.to_numpy(), len(classes), config, frames)
         for architecture, config in configs.items()
     }
-    del matrix
     primary = next(iter(results.values()))
     input_shape = np.shape(frames)[1:] if next(iter(configs.values())).finetune_backbone else tokens.shape[1:]
     return {
