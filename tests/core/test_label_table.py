@@ -19,7 +19,9 @@ from simlabel.core.labels import (
 )
 from simlabel.core.similarity import similarity_from_params
 from simlabel.datasets import LabelMatrixDataset
+from simlabel.models.factory import model_from_args
 from simlabel.pipelines.training.nodes import labelled_predictions
+from simlabel.training.loop import BatchSource, TrainConfig, TrainingResult
 
 CIFAR10N = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10n"
 
@@ -104,25 +106,34 @@ def test_similarity_of_the_table_equals_that_of_the_matrix(estimator):
     assert from_table.shape == (7, 7) and from_table.max() > 0
 
 
-class FixedModelResult:
-    """A trained method's ``log_proba`` over fixed (N, A, C) log-probabilities, in small batches."""
+class Lookup(torch.nn.Module):
+    """A 'model' whose inputs are item indices and whose outputs are fixed (N, A, C) log-probabilities."""
 
-    def __init__(self, log_p: torch.Tensor, batch_size: int):
-        self.all, self.batch_size = log_p, batch_size
+    def __init__(self, log_p: torch.Tensor):
+        super().__init__()
+        self.log_p = log_p
 
-    def log_proba(self, rows):
-        for lo in range(0, len(rows), self.batch_size):
-            batch = rows[lo : lo + self.batch_size]
-            yield batch, self.all[batch]
+    def forward(self, rows, items=None, annotators=None):
+        out = self.log_p[rows.long()]
+        return out if items is None else out[items, annotators]
+
+
+def fixed_result(log_p: torch.Tensor, architecture: str, batch_size: int) -> TrainingResult:
+    inputs = BatchSource(torch.arange(len(log_p)), torch.device("cpu"))
+    return TrainingResult(Lookup(log_p), {"architecture": architecture}, pd.DataFrame(), 1, 0.0, None, None, inputs,
+                          batch_size)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 512])
-def test_prediction_table_from_the_table_equals_the_dense_reference(batch_size):
+@pytest.mark.parametrize("architecture", ["heads", "qumatl"])  # at the entries / from the (b, A, C) output
+def test_prediction_table_from_the_table_equals_the_dense_reference(batch_size, architecture):
     matrix = random_matrix(2, n_items=30, observed=0.25)
     table = LabelTable.from_numpy(matrix, ids("i", 30), ids("w", 7))
     log_p = torch.log_softmax(torch.randn(30, 7, 4, generator=torch.Generator().manual_seed(0)), -1)
     split = pd.Series(np.where(np.arange(30) < 20, "train", "test"), index=table.item_ids)
-    got = labelled_predictions({"heads": FixedModelResult(log_p, batch_size)}, "m", table, split)
+    result = fixed_result(log_p, architecture, batch_size)
+    assert result.evaluates_entries() == (architecture == "heads")
+    got = labelled_predictions({architecture: result}, "m", table, split)
     rows, cols = np.nonzero(matrix != MISSING)  # the dense reference: every observed entry, row-major
     prob, pred = log_p.exp().max(-1)
     assert got["item_id"].tolist() == [f"i{r}" for r in rows] and got["annotator_id"].tolist() == [f"w{c}" for c in cols]
@@ -130,6 +141,24 @@ def test_prediction_table_from_the_table_equals_the_dense_reference(batch_size):
     np.testing.assert_array_equal(got["predicted"], pred.numpy()[rows, cols])
     np.testing.assert_allclose(got["probability"], prob.numpy()[rows, cols])
     assert got["split"].tolist() == split.to_numpy()[rows].tolist()
+
+
+@pytest.mark.parametrize("architecture", ["heads", "madl"])
+def test_a_model_evaluated_at_the_entries_equals_its_full_output(architecture):
+    torch.manual_seed(0)
+    config = TrainConfig.from_params({"architecture": architecture, "hidden": 8})
+    model = model_from_args(config.model_args(6, 1, 40, 3)).eval()
+    tokens = torch.randn(50, 1, 6)
+    matrix = random_matrix(4, n_items=50, n_annotators=40, n_classes=3, observed=0.1)
+    table = LabelTable.from_numpy(matrix)
+    result = TrainingResult(model, {"architecture": architecture}, pd.DataFrame(), 1, 0.0, None, None,
+                            BatchSource(tokens, torch.device("cpu")), 16)
+    at_entries = torch.cat([log_p for _, _, log_p in result.log_proba_at(table)])
+    with torch.no_grad():
+        full = model(tokens)[torch.from_numpy(table.items), torch.from_numpy(table.annotators)]
+    assert at_entries.shape == (len(table), 3)
+    torch.testing.assert_close(at_entries, full, rtol=1e-5, atol=1e-6)
+    assert not TrainingResult(model, {"architecture": "heads", "crowd_annotators": 40}, *[None] * 7).evaluates_entries()
 
 
 @pytest.mark.skipif(not (CIFAR10N / "labels.csv").is_file(), reason="needs ../shared/data/cifar10n")

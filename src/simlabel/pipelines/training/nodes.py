@@ -167,19 +167,13 @@ def checkpoint(result: TrainingResult, config: dict, table: LabelTable, split: p
 
 def labelled_predictions(results: dict, method: str, table: LabelTable, split: pd.Series) -> pd.DataFrame:
     """Predicted label and its probability for every labelled (item, annotator) entry, in the
-    table's order; read from the table (no (N, A) array)."""
-    starts = table.starts()
-    rows = np.flatnonzero(np.diff(starts))
+    table's order (``TrainingResult.log_proba_at``: no (N, A) array)."""
     frames = []
     for architecture, result in results.items():
         predicted, probability = np.empty(len(table), np.int64), np.empty(len(table), np.float32)
-        for batch, log_p in result.log_proba(rows):
-            # The batch's entries are contiguous in the table (it is sorted by item, the rows ascend).
-            lo, hi = starts[batch[0]], starts[batch[-1] + 1]
-            local = np.searchsorted(batch, table.items[lo:hi])
+        for lo, hi, log_p in result.log_proba_at(table):
             prob, pred = log_p.exp().max(-1)
-            predicted[lo:hi] = pred.cpu().numpy()[local, table.annotators[lo:hi]]
-            probability[lo:hi] = prob.cpu().numpy()[local, table.annotators[lo:hi]]
+            predicted[lo:hi], probability[lo:hi] = pred.cpu().numpy(), prob.cpu().numpy()
         frames.append(pd.DataFrame({
             "method": method, "architecture": architecture,
             "item_id": table.item_ids.to_numpy()[table.items], "annotator_id": table.annotator_ids.to_numpy()[table.annotators],
