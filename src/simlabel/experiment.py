@@ -39,7 +39,7 @@ def run_method(
     other than ``kappa`` read the (N, A) matrix; the rest reads the table."""
     table = as_label_table(labels)
     if config.crowd_baseline != "none":
-        return crowd_baseline(tokens, table.to_numpy(), split, n_classes, config, frames)
+        return crowd_baseline(tokens, table, split, n_classes, config, frames)
     train_labels = table.of_items(split.train)
     if config.similarity_estimator != "stage":
         similarity = similarity_from_params(
@@ -63,10 +63,12 @@ def ds_soft_targets(train_labels: np.ndarray, n_classes: int, diagonal_prior: fl
 
 
 def crowd_baseline(tokens, labels, split: Split, n_classes: int, config: TrainConfig, frames=None) -> TrainingResult:
-    """A classifier of the true class (trained by the same loop) mapped to every annotator."""
+    """A classifier of the true class (trained by the same loop) mapped to every annotator.
+    ``labels``: a ``LabelTable`` or the (N, A) matrix; the votes and Dawid-Skene read the table."""
+    labels = as_label_table(labels)
     n_annotators = labels.shape[1]
-    train_labels = split.labels_of(labels, "train")
-    val_votes = majority_vote(split.labels_of(labels, "val"), n_classes, rng=config.seed)
+    train_labels = labels.of_items(split.train)
+    val_votes = majority_vote(labels.of_items(split.val), n_classes, rng=config.seed)
     classifier_config = dataclasses.replace(config, cycling=False, crowd_baseline="none", soft_entries_per_item=None)
     if config.crowd_baseline == "consensus":
         train_votes = majority_vote(train_labels, n_classes, rng=config.seed)

@@ -19,7 +19,12 @@ from simlabel.core.labels import (
 )
 from simlabel.core.similarity import similarity_from_params
 from simlabel.datasets import LabelMatrixDataset
-from simlabel.models.factory import model_from_args
+from simlabel.models.factory import (
+    AnnotatorsFromTruth,
+    BlendedAnnotators,
+    evaluates_entries,
+    model_from_args,
+)
 from simlabel.pipelines.training.nodes import labelled_predictions
 from simlabel.training.loop import BatchSource, TrainConfig, TrainingResult
 
@@ -97,7 +102,7 @@ def test_removal_removes_what_the_dense_removal_removed(seed):
         remove_table_labels(LabelTable.from_numpy(matrix), rows, 1.0, 0)
 
 
-@pytest.mark.parametrize("estimator", ["kappa", "shrunk_kappa"])
+@pytest.mark.parametrize("estimator", ["kappa", "shrunk_kappa", "ds_implied", "shrunk_ds_kappa"])
 def test_similarity_of_the_table_equals_that_of_the_matrix(estimator):
     matrix = random_matrix(3, n_items=200, observed=0.5)
     params = {"estimator": estimator, "min_overlap": 2}
@@ -158,7 +163,20 @@ def test_a_model_evaluated_at_the_entries_equals_its_full_output(architecture):
         full = model(tokens)[torch.from_numpy(table.items), torch.from_numpy(table.annotators)]
     assert at_entries.shape == (len(table), 3)
     torch.testing.assert_close(at_entries, full, rtol=1e-5, atol=1e-6)
-    assert not TrainingResult(model, {"architecture": "heads", "crowd_annotators": 40}, *[None] * 7).evaluates_entries()
+    # a crowd baseline (a classifier through each annotator's confusion) and a blend with the model
+    confusions = torch.softmax(torch.randn(40, 3, 3), -1)
+    crowd = AnnotatorsFromTruth(model_from_args(config.model_args(6, 1, 1, 3)), confusions).eval()
+    blended = BlendedAnnotators([model, crowd]).eval()
+    for wrapper in (crowd, blended):
+        with torch.no_grad():
+            full = wrapper(tokens)[torch.from_numpy(table.items), torch.from_numpy(table.annotators)]
+            items = torch.from_numpy(table.items)
+            torch.testing.assert_close(wrapper(tokens, items, torch.from_numpy(table.annotators)), full,
+                                       rtol=1e-5, atol=1e-6)
+    crowd_args = {**config.model_args(6, 1, 1, 3), "crowd_annotators": 40}
+    assert evaluates_entries(crowd_args) and evaluates_entries({"blend": [config.model_args(6, 1, 40, 3), crowd_args]})
+    qumatl = TrainConfig.from_params({"architecture": "qumatl", "hidden": 8}).model_args(6, 1, 40, 3)
+    assert not evaluates_entries(qumatl) and not evaluates_entries({"blend": [qumatl, crowd_args]})
 
 
 @pytest.mark.skipif(not (CIFAR10N / "labels.csv").is_file(), reason="needs ../shared/data/cifar10n")
@@ -180,9 +198,10 @@ def test_cifar10n_table_equals_the_dense_matrix_and_its_kappa():
                                   similarity_from_params(np.where(train[:, None], dense, MISSING), len(classes), params))
 
 
-def test_a_sampled_run_without_cycling_never_builds_the_label_matrix(monkeypatch):
-    """The scale mode (``soft_entries_per_item``): labels from the node's long table to the
-    loss and the prediction tables without an (N, A) array; cycling still reads the matrix."""
+def test_runs_without_cycling_never_build_the_label_matrix(monkeypatch):
+    """The scale mode (``soft_entries_per_item``), the shrunk similarities and the crowd baselines:
+    labels from the node's long table to the loss and the prediction tables without an (N, A)
+    array; cycling still reads the matrix."""
     from simlabel.pipelines.training.nodes import train_method
 
     rng = np.random.default_rng(0)
@@ -197,9 +216,25 @@ def test_a_sampled_run_without_cycling_never_builds_the_label_matrix(monkeypatch
     dense = LabelTable.to_numpy
     monkeypatch.setattr(LabelTable, "to_numpy", lambda self: built.append(self.shape) or dense(self))
 
-    outputs = train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
-                           {"min_overlap": 2}, {}, method_name="simlabel")
-    assert built == [] and len(outputs["predictions"]) == len(table)
+    for method in ({}, {"similarity_estimator": "shrunk_ds_kappa", "soft_label_source": "mixed"},
+                   {"crowd_baseline": "dawid_skene"}, {"crowd_baseline": "consensus"}):
+        outputs = train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
+                               {"min_overlap": 2}, method, method_name="m")
+        # a crowd baseline's classifier of the true class has one column: (80, 1) is no crowd matrix
+        assert (80, 9) not in built and len(outputs["predictions"]) == len(table), method
     train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
                  {"min_overlap": 2}, {"cycling": True, "threshold": 0.3}, method_name="cycled")
-    assert built  # the cycler reads the matrix: the guard above is real
+    assert (80, 9) in built  # the cycler reads the matrix: the guard above is real
+
+
+def test_majority_vote_and_dawid_skene_read_the_table_as_the_matrix():
+    from simlabel.core.baselines import dawid_skene, majority_vote
+
+    matrix = random_matrix(6, n_items=120, observed=0.4)
+    table = LabelTable.from_numpy(matrix)
+    np.testing.assert_array_equal(majority_vote(table, 4, rng=3), majority_vote(matrix, 4, rng=3))
+    for ours, reference in zip(dawid_skene(table, 4, diagonal_prior=1.0), dawid_skene(matrix, 4, diagonal_prior=1.0),
+                               strict=True):
+        np.testing.assert_array_equal(ours, reference)
+    with pytest.raises(ValueError, match="labels must be in \\[0, 3\\)"):
+        majority_vote(table, 3)

@@ -1,8 +1,9 @@
 """Reference baselines: majority vote and Dawid-Skene EM, plus DS-based annotator predictions.
 
 Shapes: N items, A annotators, C classes, E observed labels. ``y`` is an (N, A) int64 label
-matrix with ``MISSING`` (-1) where an annotator did not label an item. Everything works on
-the observed (item, annotator, label) triples, so the cost grows with E, not with N * A.
+matrix with ``MISSING`` (-1) where an annotator did not label an item, or a ``LabelTable`` (the
+same labels as a long table: no (N, A) array at all). Everything works on the observed (item,
+annotator, label) triples, so the cost grows with E, not with N * A.
 
 crowd-kit's ``DawidSkene`` is not used: crowd-kit 1.4.2 pulls transformers, huggingface_hub
 and nltk into the environment.
@@ -15,24 +16,29 @@ import sys
 import numpy as np
 from scipy.special import logsumexp
 
-from simlabel.core.labels import MISSING, check_label_values
+from simlabel.core.labels import MISSING, LabelTable, check_label_values
 
 DS_INITS = ("majority",)
 
 
-def _check_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
+def _check_labels(y: np.ndarray | LabelTable, n_classes: int) -> np.ndarray | LabelTable:
+    if int(n_classes) != n_classes or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes}")
+    if isinstance(y, LabelTable):
+        check_label_values(y.labels, n_classes)
+        return y
     y = np.asarray(y)
     if y.ndim != 2:
         raise ValueError(f"label matrix must be 2-D (items, annotators), got shape {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"label matrix must hold integers, got dtype {y.dtype}")
-    if int(n_classes) != n_classes or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes}")
     check_label_values(y, n_classes)
     return y.astype(np.int64, copy=False)
 
 
-def _observed(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _observed(y: np.ndarray | LabelTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if isinstance(y, LabelTable):
+        return y.items, y.annotators, y.labels
     items, annotators = np.nonzero(y != MISSING)
     return items, annotators, y[items, annotators]
 

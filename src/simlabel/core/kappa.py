@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from simlabel.core.labels import MISSING, check_label_values
+from simlabel.core.labels import MISSING, LabelTable, check_label_values, matrix_or_table
 
 # A dense (A*A,) lookup table maps pair keys to compact pair indices below this size (a sort
 # via np.unique above it); it is never larger than the (A, A) similarity that is returned.
@@ -36,12 +36,15 @@ ENUMERATED_PAIRS_MAX = 4096
 _ONE_TOLERANCE = 1e-8 + 1e-5
 
 
-def observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, labels) of the observed entries of a 2-D label matrix, validated.
+def observed_entries(y: np.ndarray | LabelTable, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, labels) of the observed entries of a 2-D label matrix or a ``LabelTable``, validated.
 
     The matrix is scanned once in its memory order (a Fortran-ordered matrix, as pandas'
-    ``to_numpy`` returns it, is not read across its strides).
+    ``to_numpy`` returns it, is not read across its strides); a table is read as it is.
     """
+    if isinstance(y, LabelTable):
+        check_label_values(y.labels, n_classes)
+        return y.items, y.annotators, y.labels
     y = np.asarray(y)
     if y.ndim != 2:
         raise ValueError(f"label matrix must be 2-D (N, A), got shape {y.shape}")
@@ -60,8 +63,8 @@ def observed_entries(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndar
 
 
 def colabel_counts(y: np.ndarray, n_classes: int) -> sp.csr_matrix:
-    """(A*C, A*C) co-label counts ``M = O.T @ O`` of a label matrix (see module docstring)."""
-    y = np.asarray(y)
+    """(A*C, A*C) co-label counts ``M = O.T @ O`` of a label matrix or ``LabelTable`` (see module docstring)."""
+    y = matrix_or_table(y)
     rows, cols, labels = observed_entries(y, n_classes)
     n_items, n_annotators = y.shape
     # CSC one-hot: its transpose is CSR, the product of CSR and CSC is the cheapest in scipy.

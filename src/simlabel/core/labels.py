@@ -543,3 +543,9 @@ def remove_table_labels(table: LabelTable, rows: np.ndarray, fraction: float, se
 def as_label_table(labels) -> LabelTable:
     """``labels`` as a ``LabelTable``: a table as it is, an (N, A) matrix (``MISSING`` = -1) converted."""
     return labels if isinstance(labels, LabelTable) else LabelTable.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def matrix_or_table(labels):
+    """``labels`` as it is if a ``LabelTable``, else as an array (an (N, A) matrix): for the
+    functions that read the observed entries either way (``kappa.observed_entries``)."""
+    return labels if isinstance(labels, LabelTable) else np.asarray(labels)

@@ -32,7 +32,7 @@ from simlabel.core.kappa import (
     complete_kappa,
     observed_entries,
 )
-from simlabel.core.labels import LabelTable
+from simlabel.core.labels import LabelTable, matrix_or_table
 from simlabel.core.sparse_kappa import pairwise_kappa
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
@@ -89,7 +89,7 @@ def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> np.ndarray:
 
     Parameters
     ----------
-    y : (N, A) int64, ``MISSING`` = -1.
+    y : (N, A) int64, ``MISSING`` = -1, or a ``LabelTable`` of the same labels.
     n_classes : C.
     min_overlap : pairs that co-labelled fewer items get 0.
 
@@ -101,7 +101,7 @@ def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> np.ndarray:
     co-labelled an item are touched; bit-identical to ``kappa_matrix``); the dense result is
     what the callers of this signature take.
     """
-    y = np.asarray(y)
+    y = matrix_or_table(y)
     items, annotators, labels = observed_entries(y, n_classes)
     return pairwise_kappa(items, annotators, labels, *y.shape, n_classes, max(min_overlap, 1)).toarray()
 
@@ -112,7 +112,7 @@ def _pair_kappas(
     """Per pair (each (A, A), 0 on the diagonal and without evidence): unclipped kappa, evidence (the
     overlap, 0 below ``min_overlap``) and the per-item sampling variance ``p_o (1 - p_o) / (1 - p_e)^2``
     (Cohen 1960: Var(kappa) ~ that / overlap)."""
-    y = np.asarray(y)
+    y = matrix_or_table(y)
     n_annotators = y.shape[1]
     keys, overlap, agree, first, second = _pair_statistics(
         colabel_counts(y, n_classes), n_annotators, n_classes
@@ -181,7 +181,7 @@ def shrunk_kappa(
 
     Parameters
     ----------
-    y : (N, A) int64, ``MISSING`` = -1.
+    y : (N, A) int64, ``MISSING`` = -1, or a ``LabelTable`` of the same labels.
     n_classes : C.
     tau : prior weight in co-labelled items (>= 0), or ``"auto"``.
     min_overlap : pairs that co-labelled fewer items count as no evidence.
@@ -244,7 +244,7 @@ def ds_implied(
 
     Parameters
     ----------
-    y : (N, A) int64, ``MISSING`` = -1.
+    y : (N, A) int64, ``MISSING`` = -1, or a ``LabelTable`` of the same labels.
     n_classes : C.
     diagonal_prior : Dawid-Skene pseudo-count on each confusion diagonal. Default 0, not the
         DS baseline's 1.0: a prior that every annotator is mostly right pulls every pair's
@@ -288,16 +288,9 @@ def similarity_from_params(train_labels: np.ndarray | LabelTable, n_classes: int
     """(A, A) annotator similarity from the training labels as ``parameters_similarity.yml`` asks:
     ``params["estimator"]`` (default ``kappa``, SPEC section 1) with ``min_overlap``.
 
-    ``train_labels``: the (N, A) matrix or a ``LabelTable``; the default ``kappa`` reads a table
-    as it is (no (N, A) array is made), the other estimators read its matrix."""
-    estimator = params.get("estimator", "kappa")
-    if isinstance(train_labels, LabelTable):
-        if estimator == "kappa":
-            table = train_labels
-            return pairwise_kappa(table.items, table.annotators, table.labels, *table.shape, n_classes,
-                                  max(params["min_overlap"], 1)).toarray()
-        train_labels = train_labels.to_numpy()
-    return estimate_similarity(train_labels, n_classes, estimator, min_overlap=params["min_overlap"])
+    ``train_labels``: the (N, A) matrix or a ``LabelTable`` (every estimator reads its observed
+    entries alone: no (N, A) array is made from a table)."""
+    return estimate_similarity(train_labels, n_classes, params.get("estimator", "kappa"), min_overlap=params["min_overlap"])
 
 
 def model_informed_kappa(

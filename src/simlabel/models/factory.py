@@ -8,6 +8,7 @@ import math
 import torch
 from torch import nn
 
+from simlabel.choices import ENTRY_ARCHITECTURES
 from simlabel.models.annotators import EndToEnd, build_model
 from simlabel.models.backbones import load_backbone
 
@@ -28,9 +29,13 @@ class AnnotatorsFromTruth(nn.Module):
         """(B, C) log p(y | x) of the classifier of the true class."""
         return self.classifier(inputs)[:, 0]
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
+        """(B, A, C) log-probabilities, or (E, C) for the entries (``items[e]`` of the batch,
+        ``annotators[e]``) only."""
         log_truth = self.truth_log_proba(inputs)  # (B, C)
-        return torch.logsumexp(log_truth[:, None, :, None] + self.log_confusions[None], dim=2)
+        if items is None:
+            return torch.logsumexp(log_truth[:, None, :, None] + self.log_confusions[None], dim=2)
+        return torch.logsumexp(log_truth[items][:, :, None] + self.log_confusions[annotators], dim=1)
 
 
 class BlendedAnnotators(nn.Module):
@@ -53,8 +58,20 @@ class BlendedAnnotators(nn.Module):
     def _mean_truth_log_proba(self, inputs: torch.Tensor) -> torch.Tensor:
         return self._log_mean([member.truth_log_proba(inputs) for member in self.members])
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self._log_mean([member(inputs) for member in self.members])  # (B, A, C)
+    def forward(self, inputs: torch.Tensor, items=None, annotators=None) -> torch.Tensor:
+        """(B, A, C), or (E, C) at the entries where every member evaluates entries."""
+        if items is None:
+            return self._log_mean([member(inputs) for member in self.members])
+        return self._log_mean([member(inputs, items, annotators) for member in self.members])
+
+
+def evaluates_entries(model_args: dict) -> bool:
+    """Whether the model built from ``model_args`` evaluates single (item, annotator) entries,
+    ``model(inputs, items, annotators)`` -> (E, C): the entry architectures, the crowd baselines
+    (a classifier per item, a confusion per annotator) and blends of such models."""
+    if "blend" in model_args:
+        return all(map(evaluates_entries, model_args["blend"]))
+    return "crowd_annotators" in model_args or model_args.get("architecture") in ENTRY_ARCHITECTURES
 
 
 def uses_frames(model_args: dict) -> bool:

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from simlabel.choices import ENTRY_ARCHITECTURES
 from simlabel.core.cycling import ConfidenceCycler
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.label_rows import LabelRows, batch_entries
@@ -31,7 +30,7 @@ from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import accuracy_from_counts, mean_accuracy, mean_of_annotators
 from simlabel.core.similarity import model_informed_kappa
 from simlabel.core.soft_labels import has_labellers, soft_labels
-from simlabel.models.factory import model_from_args
+from simlabel.models.factory import evaluates_entries, model_from_args
 from simlabel.runtime import distributed_rank_and_size, resolve_device
 from simlabel.training.config import TrainConfig
 from simlabel.training.optim import FusedAdamW, WarmupCosine, fused_adamw_supported, warmup_cosine
@@ -129,9 +128,8 @@ class TrainingResult:
         yield from predict_log_proba(self.model, self.inputs, rows, self.eval_batch_size)
 
     def evaluates_entries(self) -> bool:
-        """Whether the model evaluates single (item, annotator) entries: the entry architectures,
-        not a crowd baseline's or a blend's wrapper."""
-        return self.model_args.get("architecture") in ENTRY_ARCHITECTURES and "crowd_annotators" not in self.model_args
+        """Whether the model evaluates single (item, annotator) entries (``factory.evaluates_entries``)."""
+        return evaluates_entries(self.model_args)
 
     @torch.no_grad()
     def log_proba_at(self, table: LabelTable):
