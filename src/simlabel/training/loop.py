@@ -71,9 +71,10 @@ class RunData:
     train_table, val_table : the labels of the training / validation items (``LabelTable``).
     train_items, val_items : item rows with a training target / a validation label.
     fixed_soft : (N, A, C) fixed soft targets or None.
-    label_rows, val_label_rows : the training / validation labels as compressed rows where the
-        batch targets read them (``with_label_rows``: the sampled steps, and validation entry by
-        entry, O(labels) per epoch, not O(items x A)); else None.
+    label_rows, val_label_rows : the training / validation labels as compressed rows where they
+        are read (``with_label_rows``): the training ones by the sampled steps, the validation ones
+        wherever the model evaluates single entries (validation O(labels) per epoch, not
+        O(items x A)); else None.
 
     ``train_labels`` / ``val_labels`` (numpy) and ``y_train`` (on the device) are the (N, A)
     matrices of the two tables, ``MISSING`` elsewhere: built on first use, by what still reads
@@ -184,12 +185,14 @@ def prepare_data(tokens, labels: LabelTable | np.ndarray, train_rows, val_rows, 
     )
 
 
-def with_label_rows(data: RunData, device) -> RunData:
-    """``data`` with its training and validation labels as compressed rows as well."""
+def with_label_rows(data: RunData, device, train: bool = True) -> RunData:
+    """``data`` with its validation labels (and, with ``train``, its training labels) as
+    compressed rows as well."""
     def rows(table: LabelTable) -> LabelRows:
         return LabelRows.from_long(table.items, table.annotators, table.labels, *table.shape, device=device)
 
-    return dataclasses.replace(data, label_rows=rows(data.train_table), val_label_rows=rows(data.val_table))
+    return dataclasses.replace(data, label_rows=rows(data.train_table) if train else None,
+                               val_label_rows=rows(data.val_table))
 
 
 @dataclass
@@ -309,8 +312,10 @@ def train_annotator_models(
     warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
     eval_batch = config.batch_size if config.finetune_backbone else 512
     targets = batch_targets(config, data.fixed_soft, generators["entries"])
-    if not targets.dense_rows:
-        data = with_label_rows(data, device)
+    if not targets.dense_rows or evaluates_entries(model_args):
+        # validation at the labelled entries alone wherever the model can: a dense validation
+        # evaluates every annotator of every validation item (CIFAR-10N: 10,000 x 747) each epoch
+        data = with_label_rows(data, device, train=not targets.dense_rows)
     sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
     cycler = ConfidenceCycler(
         data.train_labels, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh,
