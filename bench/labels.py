@@ -39,31 +39,24 @@ from kappa import scale_table
 
 from simlabel.core.labels import LabelTable, build_label_matrix, build_label_table
 
-
-def dense_round(labels, items, path: Path) -> dict:
-    times = {}
-    started = time.perf_counter()
-    matrix, _ = build_label_matrix(labels, items)
-    times["build"] = time.perf_counter() - started
-    started = time.perf_counter()
-    matrix.to_parquet(path)
-    times["write"] = time.perf_counter() - started
-    started = time.perf_counter()
-    pd.read_parquet(path).to_numpy()
-    times["load"] = time.perf_counter() - started
-    return times
+FORMATS = {  # build from labels.csv, write, load as a node does
+    "dense": (lambda labels, items: build_label_matrix(labels, items)[0], lambda built, path: built.to_parquet(path),
+              lambda path: pd.read_parquet(path).to_numpy()),
+    "table": (lambda labels, items: build_label_table(labels, items)[0],
+              lambda built, path: built.to_frame().to_parquet(path),
+              lambda path: LabelTable.from_frame(pd.read_parquet(path))),
+}
 
 
-def table_round(labels, items, path: Path) -> dict:
-    times = {}
-    started = time.perf_counter()
-    table, _ = build_label_table(labels, items)
-    times["build"] = time.perf_counter() - started
-    started = time.perf_counter()
-    table.to_frame().to_parquet(path)
-    times["write"] = time.perf_counter() - started
-    started = time.perf_counter()
-    LabelTable.from_frame(pd.read_parquet(path))
+def timed_round(name: str, labels, items, path: Path) -> dict:
+    """Seconds to build, write and load the labels in format ``name``."""
+    build, write, load = FORMATS[name]
+    times, started = {}, time.perf_counter()
+    built = build(labels, items)
+    times["build"], started = time.perf_counter() - started, time.perf_counter()
+    write(built, path)
+    times["write"], started = time.perf_counter() - started, time.perf_counter()
+    load(path)
     times["load"] = time.perf_counter() - started
     return times
 
@@ -73,8 +66,7 @@ def cifar_part(folder: Path, repeats: int) -> dict:
     items = pd.read_csv(CIFAR10N / "items.csv", dtype=str)["item_id"].tolist()
     paths = {"dense": folder / "label_matrix.parquet", "table": folder / "labels.parquet"}
     rounds = {"dense": [], "table": []}
-    fns = {name: (lambda name=name: rounds[name].append((dense_round if name == "dense" else table_round)(
-        labels, items, paths[name]))) for name in rounds}
+    fns = {name: (lambda name=name: rounds[name].append(timed_round(name, labels, items, paths[name]))) for name in rounds}
     for fn in fns.values():
         fn()  # warm-up (page cache, imports)
     for name in rounds:

@@ -123,12 +123,23 @@ class LabelMatrixDataset(AbstractDataset[None, Any]):
         self._filepath = Path(filepath)
         self.metadata = metadata
 
+    # Past this many cells (800 MB of int64) the view refuses: a crowd that big is read as `labels`.
+    MAX_CELLS = 10**8
+
     def load(self):
         import pandas as pd
 
         from simlabel.core.labels import LabelTable
 
-        return LabelTable.from_frame(pd.read_parquet(self._filepath)).to_matrix()
+        table = LabelTable.from_frame(pd.read_parquet(self._filepath))
+        n_items, n_annotators = table.shape
+        if n_items * n_annotators > self.MAX_CELLS:
+            raise DatasetError(
+                f"label_matrix would be {n_items} items x {n_annotators} annotators = "
+                f"{n_items * n_annotators * 8 / 1e9:.1f} GB for {len(table)} labels: load `labels` (one row per "
+                "label; LabelTable.from_frame) instead"
+            )
+        return table.to_matrix()
 
     def save(self, data: None) -> None:
         raise DatasetError(f"label_matrix is a read-only view of {self._filepath}: the pipelines write `labels`")

@@ -71,6 +71,13 @@ def test_parquet_round_trip_keeps_every_label_item_and_annotator(tmp_path, seed)
         view.save(back.to_matrix())
 
 
+def test_the_matrix_view_refuses_a_crowd_too_big_for_a_matrix(tmp_path):
+    table = LabelTable.from_entries(ids("i", 20_000), ids("w", 10_000), [0, 5], [3, 9_999], [1, 0])
+    table.to_frame().to_parquet(tmp_path / "labels.parquet")
+    with pytest.raises(DatasetError, match="20000 items x 10000 annotators = 1.6 GB for 2 labels: load `labels`"):
+        LabelMatrixDataset(str(tmp_path / "labels.parquet")).load()
+
+
 def test_rows_in_any_order_are_sorted_and_bad_tables_are_refused():
     matrix = random_matrix(1)
     frame = LabelTable.from_numpy(matrix, ids("i", 40), ids("w", 7)).to_frame()
@@ -238,3 +245,19 @@ def test_majority_vote_and_dawid_skene_read_the_table_as_the_matrix():
         np.testing.assert_array_equal(ours, reference)
     with pytest.raises(ValueError, match="labels must be in \\[0, 3\\)"):
         majority_vote(table, 3)
+
+
+def test_a_dense_run_with_many_annotators_suggests_the_sampled_step(caplog):
+    from simlabel.training.loop import DENSE_STEP_WARNING, train_annotator_models
+
+    rng = np.random.default_rng(0)
+    n_annotators = DENSE_STEP_WARNING
+    matrix = np.full((30, n_annotators), MISSING)
+    matrix[np.arange(30), rng.integers(0, n_annotators, 30)] = rng.integers(0, 2, 30)
+    tokens = rng.normal(size=(30, 1, 4)).astype(np.float32)
+    rows = np.arange(30) < 20
+    for per_item, warned in ((None, True), (2, False)):
+        caplog.clear()
+        config = TrainConfig.from_params({"max_epochs": 1, "hidden": 4, "soft_entries_per_item": per_item})
+        train_annotator_models(tokens, matrix, rows, ~rows, np.zeros((n_annotators, n_annotators)), 2, config)
+        assert ("soft_entries_per_item: 8 evaluates" in caplog.text) == warned

@@ -38,6 +38,9 @@ from simlabel.training.state import SaveThrottle, TrainState, fingerprint
 from simlabel.training.targets import batch_targets, mean_probability
 
 logger = logging.getLogger(__name__)
+# Annotators past which a dense-step run suggests the sampled step: a step's heads then cost
+# ~B x A x hidden x C, e.g. 128 x 1,000 x 128 x 10 = 164 MFLOP forward alone.
+DENSE_STEP_WARNING = 1000
 __all__ = ["BatchSource", "RunData", "TrainConfig", "TrainingResult", "predict_labels", "predict_log_proba",
            "train_annotator_models", "model_from_checkpoint"]
 
@@ -312,6 +315,11 @@ def train_annotator_models(
     warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
     eval_batch = config.batch_size if config.finetune_backbone else 512
     targets = batch_targets(config, data.fixed_soft, generators["entries"])
+    if targets.dense_rows and n_annotators >= DENSE_STEP_WARNING and rank == 0:
+        logger.warning(
+            "%s%d annotators: each dense step evaluates every one of them on every item of its batch; "
+            "training.soft_entries_per_item: 8 evaluates the labelled entries and 8 drawn ones per item "
+            "(the same soft labels in expectation; README, \"Scale\")", _named(config.run_name), n_annotators)
     if not targets.dense_rows or evaluates_entries(model_args):
         # validation at the labelled entries alone wherever the model can: a dense validation
         # evaluates every annotator of every validation item (CIFAR-10N: 10,000 x 747) each epoch
