@@ -138,3 +138,39 @@ def test_cycling_warns_when_its_co_label_counts_could_outgrow_memory(caplog, mon
     caplog.clear()
     ConfidenceCycler(observed, 2)
     assert not caplog.records
+
+
+def test_the_long_imputation_table_matches_dense_arrays_under_random_writes():
+    """ImputedLabels keeps one row per imputed entry; a dense reference written alongside."""
+    from simlabel.core.labels import LabelTable
+
+    rng = np.random.default_rng(0)
+    n, a = 40, 9
+    observed = np.where(rng.random((n, a)) < 0.2, rng.integers(0, 3, (n, a)), -1)
+    imputed = ImputedLabels.empty(n, a)
+    label, conf, epoch = np.full((n, a), -1), np.zeros((n, a)), np.full((n, a), -1)
+    for step in range(1, 8):
+        flat = rng.choice(n * a, size=rng.integers(1, 60), replace=False)
+        rows, cols = np.divmod(flat, a)
+        values, confidences = rng.integers(0, 3, len(flat)), rng.random(len(flat))
+        before = imputed.at(rows, cols)
+        np.testing.assert_array_equal(before[0], label[rows, cols])
+        np.testing.assert_array_equal(before[1], conf[rows, cols])
+        imputed.write(rows, cols, values, confidences, step)
+        label[rows, cols], conf[rows, cols], epoch[rows, cols] = values, confidences, step
+        np.testing.assert_array_equal(imputed.label, label)
+        np.testing.assert_array_equal(imputed.confidence, conf)
+        np.testing.assert_array_equal(imputed.epoch, epoch)
+        some = rng.choice(n, 7, replace=False)
+        np.testing.assert_array_equal(imputed.rows(some)[0], label[some])
+        np.testing.assert_array_equal(imputed.rows(some)[1], conf[some])
+    assert len(imputed) == (label != -1).sum()
+    # merged with the observed labels, from the matrix or its table (only missing entries imputed)
+    table = LabelTable.from_numpy(observed)
+    reference = np.where(observed != -1, observed, label)
+    np.testing.assert_array_equal(imputed.merged_with(observed), reference)
+    np.testing.assert_array_equal(imputed.merged_with(table, np.array([3, 1])), reference[[3, 1]])
+    fillable = ImputedLabels.empty(n, a)
+    free = np.flatnonzero(observed.ravel() == -1)[:50]
+    fillable.write(*np.divmod(free, a), np.ones(50, np.int64), np.ones(50), 1)
+    np.testing.assert_array_equal(fillable.merged_table(table).to_numpy(), fillable.merged_with(observed))

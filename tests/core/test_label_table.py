@@ -205,10 +205,10 @@ def test_cifar10n_table_equals_the_dense_matrix_and_its_kappa():
                                   similarity_from_params(np.where(train[:, None], dense, MISSING), len(classes), params))
 
 
-def test_runs_without_cycling_never_build_the_label_matrix(monkeypatch):
-    """The scale mode (``soft_entries_per_item``), the shrunk similarities and the crowd baselines:
-    labels from the node's long table to the loss and the prediction tables without an (N, A)
-    array; cycling still reads the matrix."""
+def test_sampled_runs_never_build_the_label_matrix(monkeypatch):
+    """The scale mode (``soft_entries_per_item``) with the shrunk similarities, the crowd
+    baselines and confidence cycling (every refresh): labels from the node's long table to the
+    loss, the imputations and the prediction tables without an (N, A) array."""
     from simlabel.pipelines.training.nodes import train_method
 
     rng = np.random.default_rng(0)
@@ -223,15 +223,20 @@ def test_runs_without_cycling_never_build_the_label_matrix(monkeypatch):
     dense = LabelTable.to_numpy
     monkeypatch.setattr(LabelTable, "to_numpy", lambda self: built.append(self.shape) or dense(self))
 
+    cycling = {"cycling": True, "threshold": 0.0}  # every soft-labelled entry is imputed
     for method in ({}, {"similarity_estimator": "shrunk_ds_kappa", "soft_label_source": "mixed"},
-                   {"crowd_baseline": "dawid_skene"}, {"crowd_baseline": "consensus"}):
+                   {"crowd_baseline": "dawid_skene"}, {"crowd_baseline": "consensus"}, cycling,
+                   {**cycling, "refresh": "anchored", "imputed_as_targets": True},
+                   {**cycling, "refresh": "models", "impute_from": "own_prediction"}):
         outputs = train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
                                {"min_overlap": 2}, method, method_name="m")
         # a crowd baseline's classifier of the true class has one column: (80, 1) is no crowd matrix
         assert (80, 9) not in built and len(outputs["predictions"]) == len(table), method
-    train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
-                 {"min_overlap": 2}, {"cycling": True, "threshold": 0.3}, method_name="cycled")
-    assert (80, 9) in built  # the cycler reads the matrix: the guard above is real
+        if "cycling" in method:  # imputations happened, in a long table
+            assert len(outputs["imputed_labels"]) > 0, method
+    train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"],
+                 {**training, "soft_entries_per_item": None}, {"min_overlap": 2}, {}, method_name="dense")
+    assert (80, 9) in built  # the dense step reads the matrix: the guard above is real
 
 
 def test_majority_vote_and_dawid_skene_read_the_table_as_the_matrix():

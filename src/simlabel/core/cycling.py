@@ -18,13 +18,12 @@ Refresh rules (``refresh``):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from simlabel.core.kappa import CoLabelCounts
-from simlabel.core.labels import MISSING
+from simlabel.core.labels import MISSING, LabelTable, as_label_table
 from simlabel.core.soft_labels import confidence
 
 logger = logging.getLogger(__name__)
@@ -35,46 +34,138 @@ COUNTS_WARNING = 10**8
 IMPUTED_COLUMNS = ["item_id", "annotator_id", "label", "confidence", "epoch"]
 
 
-@dataclass
 class ImputedLabels:
-    """Imputed labels of the training items.
+    """Imputed labels of the training items, as a long table: one row per imputed entry, sorted
+    by (item, annotator); a crowd's imputations cost what they hold, never N x A numbers.
 
     Attributes
     ----------
-    label : (N, A) int64, imputed class or ``MISSING``.
-    confidence : (N, A) float64, confidence of the imputation (0 where none).
-    epoch : (N, A) int64, epoch of the imputation (-1 where none).
+    shape : (N, A).
+    keys : (L,) int64, item * A + annotator, ascending.
+    labels : (L,) int64 imputed classes; confidences : (L,) float64; epochs : (L,) int64.
+
+    ``label``, ``confidence`` and ``epoch`` are the (N, A) arrays (``MISSING``, 0 and -1 where
+    nothing is imputed), built on demand for small data.
     """
 
-    label: np.ndarray
-    confidence: np.ndarray
-    epoch: np.ndarray
+    def __init__(self, shape: tuple[int, int], keys=None, labels=None, confidences=None, epochs=None):
+        self.shape = (int(shape[0]), int(shape[1]))
+        empty = keys is None
+        self.keys = np.zeros(0, np.int64) if empty else np.asarray(keys, np.int64)
+        self.labels = np.zeros(0, np.int64) if empty else np.asarray(labels, np.int64)
+        self.confidences = np.zeros(0) if empty else np.asarray(confidences, np.float64)
+        self.epochs = np.zeros(0, np.int64) if empty else np.asarray(epochs, np.int64)
 
     @classmethod
     def empty(cls, n_items: int, n_annotators: int) -> ImputedLabels:
-        shape = (n_items, n_annotators)
-        return cls(np.full(shape, MISSING, np.int64), np.zeros(shape), np.full(shape, -1, np.int64))
+        return cls((n_items, n_annotators))
 
-    def merged_with(self, observed: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _key(self, rows, cols) -> np.ndarray:
+        return np.asarray(rows, np.int64) * self.shape[1] + np.asarray(cols, np.int64)
+
+    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of ``keys`` in the table and whether each is there."""
+        position = np.searchsorted(self.keys, keys)
+        found = position < len(self.keys)
+        found[found] = self.keys[position[found]] == keys[found]
+        return position, found
+
+    def at(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """Imputed label (``MISSING`` where none) and confidence (0 where none) of entries (rows, cols)."""
+        position, found = self._find(self._key(rows, cols))
+        position = np.where(found, position, 0)
+        if len(self.keys) == 0:
+            return np.full(len(found), MISSING, np.int64), np.zeros(len(found))
+        return np.where(found, self.labels[position], MISSING), np.where(found, self.confidences[position], 0.0)
+
+    def rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(m, A) imputed labels and confidences of items ``items`` (m,)."""
+        items = np.asarray(items, np.int64)
+        label, confidence = np.full((len(items), self.shape[1]), MISSING, np.int64), np.zeros((len(items), self.shape[1]))
+        first = np.searchsorted(self.keys, items * self.shape[1])
+        last = np.searchsorted(self.keys, (items + 1) * self.shape[1])
+        counts = last - first
+        local = np.repeat(np.arange(len(items)), counts)
+        entries = np.repeat(first, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        cols = self.keys[entries] % self.shape[1]
+        label[local, cols], confidence[local, cols] = self.labels[entries], self.confidences[entries]
+        return label, confidence
+
+    def write(self, rows, cols, labels, confidences, epoch: int) -> None:
+        """Set entries (rows, cols) (distinct) to ``labels`` / ``confidences`` at ``epoch``."""
+        keys = self._key(rows, cols)
+        position, found = self._find(keys)
+        self.labels[position[found]] = np.asarray(labels)[found]
+        self.confidences[position[found]] = np.asarray(confidences)[found]
+        self.epochs[position[found]] = epoch
+        new = ~found
+        if new.any():
+            merged = np.concatenate([self.keys, keys[new]])
+            order = np.argsort(merged, kind="stable")
+            self.keys = merged[order]
+            self.labels = np.concatenate([self.labels, np.asarray(labels, np.int64)[new]])[order]
+            self.confidences = np.concatenate([self.confidences, np.asarray(confidences, np.float64)[new]])[order]
+            self.epochs = np.concatenate([self.epochs, np.full(int(new.sum()), epoch, np.int64)])[order]
+
+    def entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(L,) item and annotator index of each imputed entry."""
+        return np.divmod(self.keys, self.shape[1])
+
+    def merged_with(self, observed, items: np.ndarray | None = None) -> np.ndarray:
         """Observed labels where given, imputed ones elsewhere: (N, A) int64, or only the
-        rows ``items`` (``observed`` is always the full (N, A) matrix)."""
+        rows ``items``. ``observed``: the (N, A) matrix or a ``LabelTable`` of all N items."""
         if items is None:
-            return np.where(observed != MISSING, observed, self.label)
-        return np.where(observed[items] != MISSING, observed[items], self.label[items])
+            items = np.arange(self.shape[0])
+        given = observed.rows_dense(items) if isinstance(observed, LabelTable) else np.asarray(observed)[items]
+        return np.where(given != MISSING, given, self.rows(items)[0])
+
+    def merged_table(self, observed: LabelTable) -> LabelTable:
+        """``observed`` and the imputed labels in one ``LabelTable`` (imputations only fill
+        entries that have no observed label)."""
+        items, annotators = self.entries()
+        return LabelTable.from_entries(observed.item_ids, observed.annotator_ids,
+                                       np.concatenate([observed.items, items]),
+                                       np.concatenate([observed.annotators, annotators]),
+                                       np.concatenate([observed.labels, self.labels]))
+
+    def _dense(self, values: np.ndarray, fill, dtype) -> np.ndarray:
+        out = np.full(self.shape, fill, dtype)
+        out.reshape(-1)[self.keys] = values
+        return out
+
+    @property
+    def label(self) -> np.ndarray:
+        return self._dense(self.labels, MISSING, np.int64)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self._dense(self.confidences, 0.0, np.float64)
+
+    @property
+    def epoch(self) -> np.ndarray:
+        return self._dense(self.epochs, -1, np.int64)
 
     def to_frame(self, item_ids, annotator_ids) -> pd.DataFrame:
         """Long table with columns item_id, annotator_id, label, confidence, epoch."""
-        rows, cols = np.nonzero(self.label != MISSING)
+        rows, cols = self.entries()
         return pd.DataFrame(
             {
                 "item_id": np.asarray(item_ids, dtype=object)[rows],
                 "annotator_id": np.asarray(annotator_ids, dtype=object)[cols],
-                "label": self.label[rows, cols],
-                "confidence": self.confidence[rows, cols],
-                "epoch": self.epoch[rows, cols],
+                "label": self.labels,
+                "confidence": self.confidences,
+                "epoch": self.epochs,
             },
             columns=IMPUTED_COLUMNS,
         )
+
+
+def _observed_rows(observed, items: np.ndarray) -> np.ndarray:
+    """(m, A) observed label rows of ``items`` from the (N, A) matrix or a ``LabelTable``."""
+    return observed.rows_dense(items) if isinstance(observed, LabelTable) else np.asarray(observed)[items]
 
 
 def propose_imputations(
@@ -93,8 +184,8 @@ def propose_imputations(
 
     Parameters
     ----------
-    imputed : current imputations, (N, A) arrays.
-    observed : (N, A) int observed labels, ``MISSING`` = -1.
+    imputed : current imputations.
+    observed : (N, A) int observed labels, ``MISSING`` = -1, or a ``LabelTable`` of them.
     items : (m,) row indices the following arrays describe.
     p_soft : (m, A, C) soft labels; has_soft : (m, A) bool; conf : (m, A) float.
     threshold : T.
@@ -106,7 +197,7 @@ def propose_imputations(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"confidence threshold must be in [0, 1], got {threshold}")
     items = np.asarray(items)
-    chosen = has_soft & (observed[items] == MISSING) & (conf >= threshold) & (conf > imputed.confidence[items])
+    chosen = has_soft & (_observed_rows(observed, items) == MISSING) & (conf >= threshold) & (conf > imputed.rows(items)[1])
     local, cols = np.nonzero(chosen)
     return items[local], cols, p_soft.argmax(-1)[local, cols], conf[local, cols]
 
@@ -127,11 +218,9 @@ def apply_imputations(
         return 0
     # Only entries whose label changes move the co-label counts (a more confident imputation of
     # the same label just updates confidence and epoch).
-    changed = np.unique(rows[imputed.label[rows, cols] != labels])
+    changed = np.unique(rows[imputed.at(rows, cols)[0] != labels])
     before = imputed.merged_with(observed, changed) if counts is not None and changed.size else None
-    imputed.label[rows, cols] = labels
-    imputed.confidence[rows, cols] = confidences
-    imputed.epoch[rows, cols] = epoch
+    imputed.write(rows, cols, labels, confidences, epoch)
     if before is not None:
         # An update costs what recounting the changed rows costs (sparse products): never more
         # than twice a recount of the whole matrix, so it never falls back to one.
@@ -144,7 +233,8 @@ class ConfidenceCycler:
 
     Parameters
     ----------
-    observed : (N, A) int64 training labels, ``MISSING`` = -1 (never overwritten).
+    observed : the training labels, a ``LabelTable`` or the (N, A) int64 matrix (``MISSING`` =
+        -1); never overwritten.
     n_classes : C.
     min_overlap : pairs that co-labelled fewer items get kappa 0.
     threshold, formula : impute soft labels whose confidence (``formula``) is >= threshold.
@@ -158,7 +248,7 @@ class ConfidenceCycler:
 
     def __init__(self, observed, n_classes, min_overlap=2, threshold=0.6, formula="product", refresh="paper",
                  track_counts=True):
-        self.observed = np.asarray(observed, dtype=np.int64)
+        self.observed = as_label_table(observed)
         self.n_classes, self.min_overlap = n_classes, min_overlap
         self.threshold, self.formula, self.refresh = threshold, formula, refresh
         self.imputed = ImputedLabels.empty(*self.observed.shape)
@@ -170,7 +260,7 @@ class ConfidenceCycler:
                 "or refresh: models (README, 'Scale, several GPUs, and crashes')", self.observed.shape[1], n_classes, pairs, pairs * 12 / 1e9)
         self.counts = CoLabelCounts(self.observed, n_classes) if track_counts else None
         # Co-labels between two imputed labels, subtracted by the anchored refresh.
-        self.imputed_counts = CoLabelCounts(self.imputed.label, n_classes) if refresh == "anchored" else None
+        self.imputed_counts = CoLabelCounts(self._imputed_table(), n_classes) if refresh == "anchored" else None
 
     def propose(self, items: np.ndarray, p_soft, has_soft) -> tuple:
         """Entries of ``items`` to impute: ``p_soft`` (m, A, C) and ``has_soft`` (m, A) tensors."""
@@ -182,13 +272,13 @@ class ConfidenceCycler:
     def apply(self, chosen: tuple, epoch: int) -> np.ndarray | None:
         """Write ``propose``'s entries; the refreshed (A, A) similarity, or None if no label changed."""
         rows, cols, labels, confidences = chosen
-        changed = np.unique(rows[self.imputed.label[rows, cols] != labels])
-        before = self.imputed.label[changed].copy()
+        changed = np.unique(rows[self.imputed.at(rows, cols)[0] != labels])
+        before = self.imputed.rows(changed)[0] if self.imputed_counts is not None else None
         apply_imputations(self.imputed, self.observed, rows, cols, labels, confidences, epoch, self.counts)
         if changed.size == 0 or self.counts is None:
             return None
         if self.imputed_counts is not None:
-            self.imputed_counts.update(before, self.imputed.label[changed])
+            self.imputed_counts.update(before, self.imputed.rows(changed)[0])
         return self.similarity()
 
     def similarity(self) -> np.ndarray:
@@ -199,22 +289,31 @@ class ConfidenceCycler:
 
     @property
     def n_imputed(self) -> int:
-        return int((self.imputed.label != MISSING).sum())
+        return len(self.imputed)
+
+    def merged_table(self) -> LabelTable:
+        """Observed and imputed labels as one ``LabelTable``."""
+        return self.imputed.merged_table(self.observed)
+
+    def _imputed_table(self) -> LabelTable:
+        items, annotators = self.imputed.entries()
+        return LabelTable(self.observed.item_ids, self.observed.annotator_ids, items, annotators, self.imputed.labels)
 
     def state(self) -> dict[str, np.ndarray]:
         """The imputations as a long table of plain arrays (the counts follow from them)."""
-        rows, cols = np.nonzero(self.imputed.label != MISSING)
-        return {"rows": rows, "cols": cols, "label": self.imputed.label[rows, cols],
-                "confidence": self.imputed.confidence[rows, cols], "epoch": self.imputed.epoch[rows, cols]}
+        rows, cols = self.imputed.entries()
+        return {"rows": rows, "cols": cols, "label": self.imputed.labels.copy(),
+                "confidence": self.imputed.confidences.copy(), "epoch": self.imputed.epochs.copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore ``state()``'s imputations and recount (integer counts: exactly as before)."""
-        rows, cols = np.asarray(state["rows"]), np.asarray(state["cols"])
         self.imputed = ImputedLabels.empty(*self.observed.shape)
-        self.imputed.label[rows, cols] = state["label"]
-        self.imputed.confidence[rows, cols] = state["confidence"]
-        self.imputed.epoch[rows, cols] = state["epoch"]
+        epochs = np.asarray(state["epoch"], np.int64)
+        for epoch in np.unique(epochs):  # write() sets one epoch per call
+            at = epochs == epoch
+            self.imputed.write(np.asarray(state["rows"])[at], np.asarray(state["cols"])[at],
+                               np.asarray(state["label"])[at], np.asarray(state["confidence"])[at], int(epoch))
         if self.counts is not None:
-            self.counts = CoLabelCounts(self.imputed.merged_with(self.observed), self.n_classes)
+            self.counts = CoLabelCounts(self.merged_table(), self.n_classes)
         if self.imputed_counts is not None:
-            self.imputed_counts = CoLabelCounts(self.imputed.label, self.n_classes)
+            self.imputed_counts = CoLabelCounts(self._imputed_table(), self.n_classes)

@@ -232,8 +232,8 @@ class CoLabelCounts:
     brought up to date when it is read.
     """
 
-    def __init__(self, y: np.ndarray, n_classes: int):
-        y = np.asarray(y)
+    def __init__(self, y: np.ndarray | LabelTable, n_classes: int):
+        y = matrix_or_table(y)
         self.n_annotators = a = y.shape[1]
         self.n_classes = n_classes
         self._counts = colabel_counts(y, n_classes)

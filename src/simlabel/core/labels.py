@@ -12,6 +12,7 @@ Conventions used across the package:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -511,7 +512,27 @@ class LabelTable:
 
     def starts(self) -> np.ndarray:
         """(N + 1,) int64: item i's labels are entries ``starts[i]:starts[i + 1]``."""
+        return self._starts
+
+    @functools.cached_property
+    def _starts(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(np.bincount(self.items, minlength=self.shape[0]))])
+
+    def entries_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The entries of items ``rows`` (m,): (E,) their positions in ``rows`` and in the table."""
+        rows = np.asarray(rows, dtype=np.int64)
+        first, counts = self._starts[rows], np.diff(self._starts)[rows]
+        local = np.repeat(np.arange(len(rows)), counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return local, np.repeat(first, counts) + offsets
+
+    def rows_dense(self, rows: np.ndarray) -> np.ndarray:
+        """(m, A) int64 matrix rows of items ``rows``, ``MISSING`` where there is no label:
+        O(m x A + their labels), never O(N x A)."""
+        local, entries = self.entries_of(rows)
+        out = np.full((len(rows), self.shape[1]), MISSING, dtype=np.int64)
+        out[local, self.annotators[entries]] = self.labels[entries]
+        return out
 
     def select(self, keep: np.ndarray) -> LabelTable:
         """The entries where ``keep`` (L,) bool is set (same items and annotators)."""

@@ -81,8 +81,8 @@ class RunData:
 
     ``train_labels`` / ``val_labels`` (numpy) and ``y_train`` (on the device) are the (N, A)
     matrices of the two tables, ``MISSING`` elsewhere: built on first use, by what still reads
-    the matrix (the dense steps, confidence cycling, label transport, ``refresh: models``); a
-    sampled run without those never builds them.
+    the matrix (the dense steps, which keep their (B, A) rows on the device, and the validation
+    of models that cannot evaluate single entries); a sampled run never builds them.
     """
 
     inputs: BatchSource
@@ -259,14 +259,15 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
     perm = data.train_items[torch.randperm(len(data.train_items), generator=order).numpy()]
     hard_rows = data.label_rows
     if not targets.dense_rows and config.imputed_as_targets and cycler is not None and cycler.n_imputed:
-        hard_rows = LabelRows.from_matrix(cycler.imputed.merged_with(data.train_labels), device)
+        merged = cycler.merged_table()
+        hard_rows = LabelRows.from_long(merged.items, merged.annotators, merged.labels, *merged.shape, device=device)
     for lo in range(0, len(perm), config.batch_size):
         rows = perm[lo : lo + config.batch_size][rank::world][: max(1, config.batch_size // world)]
         if targets.dense_rows:
             y_batch = data.y_train.index_select(0, torch.from_numpy(rows).to(device))
             hard = y_batch
             if config.imputed_as_targets and cycler is not None:
-                hard = torch.from_numpy(cycler.imputed.merged_with(data.train_labels, rows)).to(device)
+                hard = torch.from_numpy(cycler.imputed.merged_with(data.train_table, rows)).to(device)
         else:  # compressed rows: a step never touches all A annotators of its items
             y_batch, hard = data.label_rows, hard_rows
         with optimisation.autocast(device):
@@ -326,7 +327,7 @@ def train_annotator_models(
         data = with_label_rows(data, device, train=not targets.dense_rows)
     sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
     cycler = ConfidenceCycler(
-        data.train_labels, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh,
+        data.train_table, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh,
         track_counts=config.refresh != "models" or config.soft_label_transport,
     ) if config.cycling else None
 
@@ -390,7 +391,7 @@ def label_transport(cycler, data: RunData, n_classes, config, device) -> torch.T
     """Pairwise label transport from the current co-label counts (``soft_label_transport``)."""
     if not config.soft_label_transport:
         return None
-    counts = cycler.counts if cycler is not None else CoLabelCounts(data.train_labels, n_classes)
+    counts = cycler.counts if cycler is not None else CoLabelCounts(data.train_table, n_classes)
     matrices = transport_matrices(counts.counts, data.train_table.shape[1], n_classes, config.transport_prior)
     return torch.from_numpy(matrices).to(device)
 
@@ -401,7 +402,7 @@ def model_similarity(model, data: RunData, n_classes: int, min_overlap: int, bat
     (``predicted``: the models' (len(train_items), A) labels there, if already at hand)."""
     if predicted is None:
         predicted = predict_labels(model, data.inputs, data.train_items, batch_size)
-    return model_informed_kappa(data.train_labels, predicted, n_classes, min_overlap)
+    return model_informed_kappa(data.train_table, predicted, n_classes, min_overlap)
 
 
 def validation_accuracy(model, data: RunData, batch_size: int) -> float:
@@ -438,7 +439,7 @@ def propose(model, data: RunData, sim, transport, cycler, config, batch_size, ra
     several ranks: each saw only its share)."""
     parts, predicted = [], []
     for rows, log_p in predict_log_proba(model, data.inputs, data.train_items[rank::world], batch_size):
-        labels = data.y_train.index_select(0, torch.from_numpy(rows).to(data.y_train.device))
+        labels = torch.from_numpy(data.train_table.rows_dense(rows)).to(log_p.device)
         if config.impute_from == "own_prediction":  # no pooled soft label is read: skip them
             p_soft, has_soft = mean_probability(log_p), has_labellers(labels)
         else:
