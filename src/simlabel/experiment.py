@@ -35,8 +35,8 @@ def run_method(
 ) -> TrainingResult:
     """Train one method on a split. ``tokens``: (N, T, D); ``labels``: a ``LabelTable`` or the
     (N, A) matrix, -1 = missing; ``similarity``: (A, A), the similarity stage's (a method may ask
-    for another estimator). The crowd baselines, Dawid-Skene soft targets and the estimators
-    other than ``kappa`` read the (N, A) matrix; the rest reads the table."""
+    for another estimator). Everything reads the table except Dawid-Skene soft targets
+    (``soft_targets: dawid_skene``, (N, A, C) by nature) and the dense steps' own rows."""
     table = as_label_table(labels)
     if config.crowd_baseline != "none":
         return crowd_baseline(tokens, table, split, n_classes, config, frames)

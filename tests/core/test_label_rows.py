@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from simlabel.core.label_rows import LabelRows, sample_unlabelled
+from simlabel.core.labels import LabelTable
 
 
 def random_labels(n_items=40, n_annotators=9, n_classes=4, missing=0.7, seed=0):
@@ -35,8 +36,10 @@ def test_long_table_and_matrix_give_the_same_rows():
     shuffle = np.random.default_rng(0).permutation(len(items))
     from_long = LabelRows.from_long(items[shuffle], annotators[shuffle], labels[items, annotators][shuffle], *labels.shape)
     from_matrix = LabelRows.from_matrix(labels)
+    from_table = LabelRows.from_table(LabelTable.from_numpy(labels))
     for name in ("starts", "annotators", "labels"):
         torch.testing.assert_close(getattr(from_long, name), getattr(from_matrix, name))
+        torch.testing.assert_close(getattr(from_table, name), getattr(from_matrix, name))
     np.testing.assert_array_equal(from_long.to_matrix(), labels)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simlabel.core.labels import LabelTable
+from simlabel.core.labels import LabelTable, LabelTableError
 from simlabel.folder import CrowdFolder, FolderFormatError
 from simlabel.pipelines.label_matrix.nodes import (
     apply_extra_missing,
@@ -50,6 +50,9 @@ def test_extra_missing_removes_only_training_labels():
     assert (reduced[train] != -1).sum() == n_train - round(0.4 * n_train)
     assert ((reduced == values) | (reduced == -1)).all()
     assert apply_extra_missing(labels, split, {**params, "extra_missing": 0.0}) is labels
+    one = LabelTable.from_numpy(np.array([[1]]), ["i0"], ["A0"]).to_frame()
+    with pytest.raises(LabelTableError, match="removes all 1 labels"):
+        apply_extra_missing(one, pd.DataFrame({"item_id": ["i0"], "split": ["train"]}), {**params, "extra_missing": 0.6})
 
 
 def test_one_class_is_an_error_and_one_annotator_a_warning(caplog):

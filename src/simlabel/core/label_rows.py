@@ -23,7 +23,7 @@ def _long_tensor(values) -> torch.Tensor:
 
 
 class LabelRows:
-    """CSR of a label matrix; build it with ``from_matrix`` or ``from_long``.
+    """CSR of a label matrix; build it with ``from_matrix``, ``from_long`` or ``from_table``.
 
     Attributes
     ----------
@@ -66,6 +66,12 @@ class LabelRows:
             raise ValueError("an (item, annotator) pair appears twice in the long table")
         counts = torch.bincount(items, minlength=n_items)
         return cls._build(counts, annotators[order], labels[order], n_annotators, device)
+
+    @classmethod
+    def from_table(cls, table, device: torch.device | str = "cpu") -> LabelRows:
+        """From a ``LabelTable`` (already sorted by item and annotator)."""
+        counts = torch.from_numpy(np.diff(table.starts()))
+        return cls._build(counts, _long_tensor(table.annotators), _long_tensor(table.labels), table.shape[1], device)
 
     @classmethod
     def _build(cls, counts, annotators, labels, n_annotators, device) -> LabelRows:

@@ -191,11 +191,8 @@ def prepare_data(tokens, labels: LabelTable | np.ndarray, train_rows, val_rows, 
 def with_label_rows(data: RunData, device, train: bool = True) -> RunData:
     """``data`` with its validation labels (and, with ``train``, its training labels) as
     compressed rows as well."""
-    def rows(table: LabelTable) -> LabelRows:
-        return LabelRows.from_long(table.items, table.annotators, table.labels, *table.shape, device=device)
-
-    return dataclasses.replace(data, label_rows=rows(data.train_table) if train else None,
-                               val_label_rows=rows(data.val_table))
+    return dataclasses.replace(data, label_rows=LabelRows.from_table(data.train_table, device) if train else None,
+                               val_label_rows=LabelRows.from_table(data.val_table, device))
 
 
 @dataclass
@@ -259,8 +256,7 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
     perm = data.train_items[torch.randperm(len(data.train_items), generator=order).numpy()]
     hard_rows = data.label_rows
     if not targets.dense_rows and config.imputed_as_targets and cycler is not None and cycler.n_imputed:
-        merged = cycler.merged_table()
-        hard_rows = LabelRows.from_long(merged.items, merged.annotators, merged.labels, *merged.shape, device=device)
+        hard_rows = LabelRows.from_table(cycler.merged_table(), device)
     for lo in range(0, len(perm), config.batch_size):
         rows = perm[lo : lo + config.batch_size][rank::world][: max(1, config.batch_size // world)]
         if targets.dense_rows:

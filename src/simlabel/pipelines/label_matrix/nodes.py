@@ -83,6 +83,9 @@ def apply_extra_missing(labels_full: pd.DataFrame, item_split: pd.DataFrame, par
     table = LabelTable.from_frame(labels_full)
     train = item_split.set_index("item_id").loc[table.item_ids, "split"].eq("train").to_numpy()
     kept = remove_table_labels(table, train, fraction, params["seed"])
+    if len(kept) == 0:  # (a Parquet file of no rows would also lose the item and annotator ids)
+        raise LabelTableError(f"label_matrix.extra_missing: {fraction} removes all {len(table)} labels: "
+                              "nothing is left to train on; lower it")
     logger.info("removed %.0f %% of the observed training labels (%d of %d labels left)",
                 100 * fraction, len(kept), len(table))
     return kept.to_frame()
