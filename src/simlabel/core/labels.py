@@ -1,9 +1,12 @@
-"""Long label tables <-> (N, A) label matrices, validation, item splits, random removal.
+"""Labels: validation of a folder's label table, ``LabelTable``, item splits, random removal.
 
 Conventions used across the package:
 
+- ``LabelTable``: the L labels given, (item, annotator, class) index triples over a fixed order
+  of N items and A annotators; what the stages hand each other and what training reads.
 - ``Y``: (N, A) int64 label matrix, ``Y[i, a]`` = class index, ``MISSING`` (-1) when
-  annotator ``a`` did not label item ``i``.
+  annotator ``a`` did not label item ``i``: ``LabelTable.to_numpy``, for small data and the
+  functions that take either.
 - Item and annotator ids are strings (ids in user files may be integers or strings).
 - A label table read from a file (``simlabel.folder``) has its 1-based line numbers as index
   (named ``line``) and the file in ``attrs["source"]``, so errors name both; other tables are
