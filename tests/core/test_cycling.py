@@ -165,6 +165,12 @@ def test_the_long_imputation_table_matches_dense_arrays_under_random_writes():
         np.testing.assert_array_equal(imputed.rows(some)[0], label[some])
         np.testing.assert_array_equal(imputed.rows(some)[1], conf[some])
     assert len(imputed) == (label != -1).sum()
+    # an entry given twice in one write keeps its last value, as array assignment does
+    imputed.write(np.array([0, 5, 0]), np.array([1, 2, 1]), np.array([2, 1, 0]), np.array([0.1, 0.2, 0.3]), 9)
+    label[[0, 5, 0], [1, 2, 1]], conf[[0, 5, 0], [1, 2, 1]] = [2, 1, 0], [0.1, 0.2, 0.3]
+    np.testing.assert_array_equal(imputed.label, label)
+    np.testing.assert_array_equal(imputed.confidence, conf)
+    assert len(imputed) == (label != -1).sum()
     # merged with the observed labels, from the matrix or its table (only missing entries imputed)
     table = LabelTable.from_numpy(observed)
     reference = np.where(observed != -1, observed, label)

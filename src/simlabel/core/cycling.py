@@ -95,19 +95,25 @@ class ImputedLabels:
         return label, confidence
 
     def write(self, rows, cols, labels, confidences, epoch: int) -> None:
-        """Set entries (rows, cols) (distinct) to ``labels`` / ``confidences`` at ``epoch``."""
+        """Set entries (rows, cols) to ``labels`` / ``confidences`` at ``epoch``; an entry given
+        twice keeps its last value, as assignment into an array would."""
         keys = self._key(rows, cols)
+        labels, confidences = np.asarray(labels, np.int64), np.asarray(confidences, np.float64)
+        if not (np.diff(keys) > 0).all():  # propose's entries come sorted: this is the rare case
+            _, last = np.unique(keys[::-1], return_index=True)
+            keep = len(keys) - 1 - last
+            keys, labels, confidences = keys[keep], labels[keep], confidences[keep]
         position, found = self._find(keys)
-        self.labels[position[found]] = np.asarray(labels)[found]
-        self.confidences[position[found]] = np.asarray(confidences)[found]
+        self.labels[position[found]] = labels[found]
+        self.confidences[position[found]] = confidences[found]
         self.epochs[position[found]] = epoch
         new = ~found
         if new.any():
             merged = np.concatenate([self.keys, keys[new]])
             order = np.argsort(merged, kind="stable")
             self.keys = merged[order]
-            self.labels = np.concatenate([self.labels, np.asarray(labels, np.int64)[new]])[order]
-            self.confidences = np.concatenate([self.confidences, np.asarray(confidences, np.float64)[new]])[order]
+            self.labels = np.concatenate([self.labels, labels[new]])[order]
+            self.confidences = np.concatenate([self.confidences, confidences[new]])[order]
             self.epochs = np.concatenate([self.epochs, np.full(int(new.sum()), epoch, np.int64)])[order]
 
     def entries(self) -> tuple[np.ndarray, np.ndarray]:
