@@ -133,7 +133,7 @@ def test_the_blend_node_blends_the_members_checkpoints(tmp_path):
     np.testing.assert_array_equal(blended["predictions"]["predicted"], mean[rows, cols].argmax(-1).numpy())
     np.testing.assert_allclose(blended["predictions"]["probability"], mean[rows, cols].max(-1).values.numpy(), rtol=1e-5)
     assert set(blended["predictions"]["method"]) == {"blend"} and blended["training_history"].empty
-    assert blended["imputed_labels"].empty and blended["refined_similarity"].equals(similarity)
+    assert blended["imputed_labels"].empty and blended["refined_similarity"].empty
     # Its checkpoint predicts like the blend, and names its members' configs.
     payload = blended["checkpoint"]["heads"]
     assert payload["config"]["blend_of"] == list(MEMBERS) and len(payload["config"]["members"]) == 3

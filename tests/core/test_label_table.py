@@ -266,3 +266,19 @@ def test_a_dense_run_with_many_annotators_suggests_the_sampled_step(caplog):
         config = TrainConfig.from_params({"max_epochs": 1, "hidden": 4, "soft_entries_per_item": per_item})
         train_annotator_models(tokens, matrix, rows, ~rows, np.zeros((n_annotators, n_annotators)), 2, config)
         assert ("soft_entries_per_item: 8 evaluates" in caplog.text) == warned
+
+
+def test_refined_similarity_is_written_only_for_methods_with_their_own():
+    from simlabel.pipelines.training.nodes import train_method
+
+    rng = np.random.default_rng(1)
+    matrix = random_matrix(7, n_items=60, n_annotators=5, n_classes=3, observed=0.5)
+    table = LabelTable.from_numpy(matrix, ids("i", 60), ids("w", 5))
+    split = pd.DataFrame({"item_id": ids("i", 60), "split": np.where(np.arange(60) < 40, "train", "val")})
+    similarity = pd.DataFrame(np.full((5, 5), 0.5), index=table.annotator_ids, columns=table.annotator_ids)
+    training = {"architectures": ["heads"], "max_epochs": 1, "hidden": 4, "device": "cpu"}
+    for method, own in (({}, False), ({"crowd_baseline": "dawid_skene"}, False), ({"unlabeled_weight": 0.0}, False),
+                        ({"cycling": True, "threshold": 0.0}, True), ({"similarity_estimator": "shrunk_kappa"}, True)):
+        refined = train_method(rng.normal(size=(60, 4)).astype(np.float32), None, table.to_frame(), split, similarity,
+                               ["a", "b", "c"], training, {"min_overlap": 2}, method, method_name="m")["refined_similarity"]
+        assert (refined.shape == (5, 5)) if own else refined.empty, method

@@ -81,8 +81,10 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     pd.testing.assert_frame_equal(folder.true_similarity, truth)
     shrunk = initial + 0.05
     methods = {"simlabel": {}, "simlabel_confidence": {"cycling": True}, "shrunk": {"similarity_estimator": "shrunk_kappa"},
+               "shrunk2": {"similarity_estimator": "shrunk_kappa", "soft_label_source": "mixed"},
                "blend": {"blend_of": ["shrunk", "simlabel"]}}
-    finals = (initial, refined, shrunk, shrunk)
+    # methods training with the initial similarity as it is (and blends) write an empty table
+    finals = (pd.DataFrame(), refined, shrunk, shrunk, pd.DataFrame())
     figure, errors = compare_similarities(folder, methods, initial, *finals, methods=list(methods))
     metrics = with_similarity_errors({"simlabel": {}}, errors)
     assert metrics["simlabel"] == {}
@@ -90,9 +92,10 @@ def test_similarity_error_against_a_known_truth(tmp_path):
     assert metrics["similarity_error"]["initial"] == pytest.approx(0.4 / 3, abs=1e-6)
     assert metrics["similarity_error"]["refined"] == pytest.approx(1.6 / 3, abs=1e-6)
     assert metrics["similarity_error"]["shrunk"] == pytest.approx(np.mean([0.15, 0.05, 0.15]), abs=1e-6)
-    assert metrics["similarity_error"]["blend"] == metrics["similarity_error"]["shrunk"]
+    assert metrics["similarity_error"]["shrunk2"] == metrics["similarity_error"]["shrunk"]
+    assert "blend" not in metrics["similarity_error"] and "simlabel" not in metrics["similarity_error"]
     assert [ax.get_title() for ax in figure.axes if ax.images] == [  # one panel per distinct matrix
-        "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk, blend",
+        "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk, shrunk2",
         "truth (true_similarity.csv)"]
     _, no_errors = compare_similarities(CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
                                         initial, refined, methods=["m"])

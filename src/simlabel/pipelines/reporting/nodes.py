@@ -180,6 +180,8 @@ def compare_similarities(
     initial = "initial (training labels)"
     matrices, errors, n_refined = {initial: similarity}, {}, 0
     for method, matrix in zip(methods, final, strict=True):
+        if matrix.empty:  # the method trained with the initial similarity as it is
+            continue
         same = next((t for t, m in matrices.items() if np.allclose(matrix.to_numpy(), m.to_numpy())), None)
         if same == initial:
             continue

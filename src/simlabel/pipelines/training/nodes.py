@@ -38,8 +38,11 @@ def train_method(
     checkpoint : {architecture: payload with the model's constructor arguments and weights}.
     predictions : every labelled entry's prediction (all splits), long, with ``method``.
     training_history, frame_attention (qumatl), truth_predictions (madl) : long tables.
-    imputed_labels, refined_similarity : of the first architecture (empty / the initial
-        similarity without confidence cycling).
+    imputed_labels : of the first architecture (empty without confidence cycling).
+    refined_similarity : the (A, A) similarity the first architecture ended with, where the
+        method has its own (confidence cycling, or ``similarity_estimator``); empty where it
+        trains with the stage's ``similarity`` as it is (a copy per method would be A x A
+        numbers each: 0.8 GB at 10,000 annotators) and for the crowd baselines (none).
     """
     table, split, names, tokens = _inputs(embeddings, labels, item_split, similarity)
     configs = method_configs(training, similarity_params, method, method_name)
@@ -60,8 +63,15 @@ def train_method(
         ),
         "imputed_labels": primary.imputed.to_frame(table.item_ids, table.annotator_ids)
         if primary.imputed is not None else pd.DataFrame(columns=IMPUTED_COLUMNS),
-        "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy()),
+        "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy())
+        if has_own_similarity(next(iter(configs.values()))) else pd.DataFrame(),
     }
+
+
+def has_own_similarity(config) -> bool:
+    """Whether a method ends with a similarity other than the stage's: refined by confidence
+    cycling or estimated by its own ``similarity_estimator`` (a crowd baseline uses none)."""
+    return config.crowd_baseline == "none" and (config.cycling or config.similarity_estimator != "stage")
 
 
 def blend_method(
@@ -72,8 +82,8 @@ def blend_method(
     ``checkpoints``, in ``members`` order): nothing is trained.
 
     Returns the outputs of ``train_method``. The members' epochs, imputations and similarities
-    are in their own tables: the blend's ``training_history`` and ``imputed_labels`` are empty
-    and its ``refined_similarity`` is the stage's ``similarity`` (reading the members' tables
+    are in their own tables: the blend's ``training_history``, ``imputed_labels`` and
+    ``refined_similarity`` are empty (reading the members' tables
     would make Kedro-Viz's layers circular: model_output -> models -> model_output)."""
     table, _, names, tokens = _inputs(embeddings, labels, item_split, similarity)
     fingerprint = data_fingerprint(table, names)
@@ -104,7 +114,7 @@ def blend_method(
         },
         "training_history": pd.DataFrame(columns=["method", "architecture"]),
         "imputed_labels": pd.DataFrame(columns=IMPUTED_COLUMNS),
-        "refined_similarity": similarity.copy(),
+        "refined_similarity": pd.DataFrame(),
     }
 
 
