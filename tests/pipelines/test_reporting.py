@@ -129,3 +129,22 @@ def test_similarity_heatmaps_wrap_into_rows_of_three():
     panels = [ax for ax in similarity_heatmaps(reordered).axes if ax.images]
     assert [t.get_text() for t in panels[1].get_yticklabels()] == names[::-1]
     assert [t.get_text() for t in panels[1].get_xticklabels()] == names[::-1]
+
+
+def test_similarity_heatmaps_of_many_annotators_show_an_even_sample_of_them():
+    from simlabel.reports import similarity_heatmaps
+
+    names = [f"w{k}" for k in range(700)]
+    values = np.random.default_rng(0).random((700, 700))
+    matrix = pd.DataFrame(values, index=names, columns=names)
+    figure = similarity_heatmaps({"a": matrix, "b": matrix.iloc[::-1, ::-1]})
+    panels = [ax for ax in figure.axes if ax.images]
+    kept = np.arange(0, 700, 3)  # one in ceil(700 / 300) = 3, in the first matrix's order
+    for panel in panels:  # the same annotators in both panels, however the second was ordered
+        shown = np.asarray(panel.images[0].get_array())
+        assert shown.shape == (234, 234)
+        np.testing.assert_allclose(np.where(np.eye(234, dtype=bool), 0, shown), np.where(np.eye(234, dtype=bool), 0,
+                                   values[np.ix_(kept, kept)]))
+    assert figure.get_suptitle() == "234 of 700 annotators (one in 3, in order)"
+    small = similarity_heatmaps({"a": matrix.iloc[:40, :40]})
+    assert small.get_suptitle() == "" and np.asarray(small.axes[0].images[0].get_array()).shape == (40, 40)
