@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from simlabel.core.kappa import CoLabelCounts
-from simlabel.core.labels import MISSING, LabelTable, as_label_table
+from simlabel.core.labels import MISSING, LabelTable, as_label_table, expand_ranges, pair_keys
 from simlabel.core.soft_labels import confidence
 
 logger = logging.getLogger(__name__)
@@ -48,23 +48,17 @@ class ImputedLabels:
     nothing is imputed), built on demand for small data.
     """
 
-    def __init__(self, shape: tuple[int, int], keys=None, labels=None, confidences=None, epochs=None):
-        self.shape = (int(shape[0]), int(shape[1]))
-        empty = keys is None
-        self.keys = np.zeros(0, np.int64) if empty else np.asarray(keys, np.int64)
-        self.labels = np.zeros(0, np.int64) if empty else np.asarray(labels, np.int64)
-        self.confidences = np.zeros(0) if empty else np.asarray(confidences, np.float64)
-        self.epochs = np.zeros(0, np.int64) if empty else np.asarray(epochs, np.int64)
+    def __init__(self, n_items: int, n_annotators: int):
+        self.shape = (int(n_items), int(n_annotators))
+        self.keys, self.labels, self.epochs = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self.confidences = np.zeros(0)
 
     @classmethod
     def empty(cls, n_items: int, n_annotators: int) -> ImputedLabels:
-        return cls((n_items, n_annotators))
+        return cls(n_items, n_annotators)
 
     def __len__(self) -> int:
         return len(self.keys)
-
-    def _key(self, rows, cols) -> np.ndarray:
-        return np.asarray(rows, np.int64) * self.shape[1] + np.asarray(cols, np.int64)
 
     def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions of ``keys`` in the table and whether each is there."""
@@ -75,10 +69,10 @@ class ImputedLabels:
 
     def at(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
         """Imputed label (``MISSING`` where none) and confidence (0 where none) of entries (rows, cols)."""
-        position, found = self._find(self._key(rows, cols))
-        position = np.where(found, position, 0)
+        position, found = self._find(pair_keys(rows, cols, self.shape[1]))
         if len(self.keys) == 0:
             return np.full(len(found), MISSING, np.int64), np.zeros(len(found))
+        position = np.where(found, position, 0)
         return np.where(found, self.labels[position], MISSING), np.where(found, self.confidences[position], 0.0)
 
     def rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,27 +80,26 @@ class ImputedLabels:
         items = np.asarray(items, np.int64)
         label, confidence = np.full((len(items), self.shape[1]), MISSING, np.int64), np.zeros((len(items), self.shape[1]))
         first = np.searchsorted(self.keys, items * self.shape[1])
-        last = np.searchsorted(self.keys, (items + 1) * self.shape[1])
-        counts = last - first
-        local = np.repeat(np.arange(len(items)), counts)
-        entries = np.repeat(first, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        local, entries = expand_ranges(first, np.searchsorted(self.keys, (items + 1) * self.shape[1]) - first)
         cols = self.keys[entries] % self.shape[1]
         label[local, cols], confidence[local, cols] = self.labels[entries], self.confidences[entries]
         return label, confidence
 
-    def write(self, rows, cols, labels, confidences, epoch: int) -> None:
-        """Set entries (rows, cols) to ``labels`` / ``confidences`` at ``epoch``; an entry given
-        twice keeps its last value, as assignment into an array would."""
-        keys = self._key(rows, cols)
+    def write(self, rows, cols, labels, confidences, epoch) -> None:
+        """Set entries (rows, cols) to ``labels`` / ``confidences`` at ``epoch`` (one for all, or
+        one per entry); an entry given twice keeps its last value, as assignment into an array
+        would."""
+        keys = pair_keys(rows, cols, self.shape[1])
         labels, confidences = np.asarray(labels, np.int64), np.asarray(confidences, np.float64)
+        epochs = np.broadcast_to(np.asarray(epoch, np.int64), keys.shape)
         if not (np.diff(keys) > 0).all():  # propose's entries come sorted: this is the rare case
             _, last = np.unique(keys[::-1], return_index=True)
             keep = len(keys) - 1 - last
-            keys, labels, confidences = keys[keep], labels[keep], confidences[keep]
+            keys, labels, confidences, epochs = keys[keep], labels[keep], confidences[keep], epochs[keep]
         position, found = self._find(keys)
         self.labels[position[found]] = labels[found]
         self.confidences[position[found]] = confidences[found]
-        self.epochs[position[found]] = epoch
+        self.epochs[position[found]] = epochs[found]
         new = ~found
         if new.any():
             merged = np.concatenate([self.keys, keys[new]])
@@ -114,7 +107,7 @@ class ImputedLabels:
             self.keys = merged[order]
             self.labels = np.concatenate([self.labels, labels[new]])[order]
             self.confidences = np.concatenate([self.confidences, confidences[new]])[order]
-            self.epochs = np.concatenate([self.epochs, np.full(int(new.sum()), epoch, np.int64)])[order]
+            self.epochs = np.concatenate([self.epochs, epochs[new]])[order]
 
     def entries(self) -> tuple[np.ndarray, np.ndarray]:
         """(L,) item and annotator index of each imputed entry."""
@@ -125,7 +118,7 @@ class ImputedLabels:
         rows ``items``. ``observed``: the (N, A) matrix or a ``LabelTable`` of all N items."""
         if items is None:
             items = np.arange(self.shape[0])
-        given = observed.rows_dense(items) if isinstance(observed, LabelTable) else np.asarray(observed)[items]
+        given = _observed_rows(observed, items)
         return np.where(given != MISSING, given, self.rows(items)[0])
 
     def merged_table(self, observed: LabelTable) -> LabelTable:
@@ -314,11 +307,7 @@ class ConfidenceCycler:
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore ``state()``'s imputations and recount (integer counts: exactly as before)."""
         self.imputed = ImputedLabels.empty(*self.observed.shape)
-        epochs = np.asarray(state["epoch"], np.int64)
-        for epoch in np.unique(epochs):  # write() sets one epoch per call
-            at = epochs == epoch
-            self.imputed.write(np.asarray(state["rows"])[at], np.asarray(state["cols"])[at],
-                               np.asarray(state["label"])[at], np.asarray(state["confidence"])[at], int(epoch))
+        self.imputed.write(state["rows"], state["cols"], state["label"], state["confidence"], state["epoch"])
         if self.counts is not None:
             self.counts = CoLabelCounts(self.merged_table(), self.n_classes)
         if self.imputed_counts is not None:

@@ -430,8 +430,11 @@ class LabelTable:
                                 or self.annotators.max() >= n_annotators or self.labels.min() < 0):
             raise ValueError(f"item indices must lie in [0, {n_items}), annotator indices in [0, {n_annotators}), "
                              "labels >= 0")
-        if (np.diff(self._keys()) <= 0).any():
-            raise ValueError("entries must be sorted by (item, annotator), one label per pair (use from_entries)")
+        steps = np.diff(pair_keys(self.items, self.annotators, n_annotators))
+        if (steps == 0).any():
+            raise ValueError("an (item, annotator) pair appears twice")
+        if (steps < 0).any():
+            raise ValueError("entries must be sorted by (item, annotator) (use from_entries)")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -441,17 +444,11 @@ class LabelTable:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _keys(self) -> np.ndarray:
-        return self.items * np.int64(len(self.annotator_ids)) + self.annotators
-
     @classmethod
     def from_entries(cls, item_ids, annotator_ids, items, annotators, labels) -> LabelTable:
         """From (L,) row, column and class indices in any order; one label per (item, annotator)."""
         items, annotators, labels = (np.asarray(a, dtype=np.int64).ravel() for a in (items, annotators, labels))
-        keys = items * np.int64(max(len(annotator_ids), 1)) + annotators
-        order = np.argsort(keys, kind="stable")
-        if (np.diff(keys[order]) == 0).any():
-            raise ValueError("an (item, annotator) pair appears twice")
+        order = np.argsort(pair_keys(items, annotators, len(annotator_ids)), kind="stable")  # linear when sorted
         return cls(pd.Index(item_ids, name="item_id"), pd.Index(annotator_ids, name="annotator_id"),
                    items[order], annotators[order], labels[order])
 
@@ -487,11 +484,8 @@ class LabelTable:
         item_codes, annotator_codes = frame["item_id"].cat.codes.to_numpy(), frame["annotator_id"].cat.codes.to_numpy()
         if (item_codes < 0).any() or (annotator_codes < 0).any() or frame["label"].isna().any():
             raise ValueError("the label table has rows without an item, an annotator or a label")
-        ids = (frame["item_id"].cat.categories, frame["annotator_id"].cat.categories)
-        entries = [np.asarray(a, dtype=np.int64) for a in (item_codes, annotator_codes, frame["label"].to_numpy())]
-        if _is_sorted(*entries[:2], len(ids[1])):  # as to_frame wrote it: no sort needed
-            return cls(pd.Index(ids[0], name="item_id"), pd.Index(ids[1], name="annotator_id"), *entries)
-        return cls.from_entries(*ids, *entries)
+        return cls.from_entries(frame["item_id"].cat.categories, frame["annotator_id"].cat.categories,
+                                item_codes, annotator_codes, frame["label"].to_numpy())
 
     def to_frame(self) -> pd.DataFrame:
         """Long table (L, 3): categorical ``item_id`` and ``annotator_id`` (categories: every item and
@@ -524,10 +518,7 @@ class LabelTable:
     def entries_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The entries of items ``rows`` (m,): (E,) their positions in ``rows`` and in the table."""
         rows = np.asarray(rows, dtype=np.int64)
-        first, counts = self._starts[rows], np.diff(self._starts)[rows]
-        local = np.repeat(np.arange(len(rows)), counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return local, np.repeat(first, counts) + offsets
+        return expand_ranges(self._starts[rows], np.diff(self._starts)[rows])
 
     def rows_dense(self, rows: np.ndarray) -> np.ndarray:
         """(m, A) int64 matrix rows of items ``rows``, ``MISSING`` where there is no label:
@@ -547,9 +538,17 @@ class LabelTable:
         return self.select(np.asarray(rows, dtype=bool)[self.items])
 
 
-def _is_sorted(items: np.ndarray, annotators: np.ndarray, n_annotators: int) -> bool:
-    keys = np.asarray(items, dtype=np.int64) * np.int64(max(n_annotators, 1)) + np.asarray(annotators, dtype=np.int64)
-    return bool((np.diff(keys) > 0).all())
+def pair_keys(items, annotators, n_annotators: int) -> np.ndarray:
+    """(L,) int64 ``item * A + annotator``: ascending in the matrix's row-major order."""
+    return np.asarray(items, dtype=np.int64) * np.int64(max(n_annotators, 1)) + np.asarray(annotators, dtype=np.int64)
+
+
+def expand_ranges(first: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranges ``first[r] : first[r] + counts[r]`` laid end to end: (E,) each position's range
+    ``r`` and the position itself, without a loop over the ranges."""
+    local = np.repeat(np.arange(len(counts)), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return local, np.repeat(first, counts) + offsets
 
 
 def remove_table_labels(table: LabelTable, rows: np.ndarray, fraction: float, seed: int) -> LabelTable:
