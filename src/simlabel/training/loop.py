@@ -39,7 +39,7 @@ from simlabel.training.targets import batch_targets, mean_probability
 
 logger = logging.getLogger(__name__)
 # Annotators past which a dense-step run suggests the sampled step: a step's heads then cost
-# ~B x A x hidden x C, e.g. 128 x 1,000 x 128 x 10 = 164 MFLOP forward alone.
+# ~B x A x hidden x C, e.g. 128 x 1,000 x 128 x 10 = 164M multiply-adds forward alone.
 DENSE_STEP_WARNING = 1000
 __all__ = ["BatchSource", "RunData", "TrainConfig", "TrainingResult", "predict_labels", "predict_log_proba",
            "train_annotator_models", "model_from_checkpoint"]
