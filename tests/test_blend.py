@@ -104,7 +104,7 @@ def test_paper_tables_reuse_members_run_earlier_and_train_the_others(monkeypatch
     # The blend's scores are those of the mean of its members trained alone on the same split.
     split = Split.draw(label_matrix.index, fractions, 1)
     similarity = compute_similarity(LabelTable.from_matrix(label_matrix).to_frame(), split_items(label_matrix.index, fractions, 1), ["a", "b", "c"],
-                                    {"min_overlap": 2}).to_numpy()
+                                    {"min_overlap": 2})
     alone = [run_method(tokens, label_matrix.to_numpy(), split, similarity, 3,
                         TrainConfig.from_params(TRAINING, MEMBERS[name], {"seed": 1})) for name in ("mixed", "dawid_skene")]
     test_labels = label_matrix.to_numpy()[split.test]

@@ -1,5 +1,5 @@
 """Kedro datasets the stack does not ship: NumPy arrays, torch checkpoints, video clips, the
-label-matrix view of a long label table.
+label-matrix view of a long label table, sparse annotator similarities.
 
 All writes go to a temporary file beside the target and are renamed into place, so a crash
 never leaves a half-written catalog output.
@@ -143,6 +143,36 @@ class LabelMatrixDataset(AbstractDataset[None, Any]):
 
     def save(self, data: None) -> None:
         raise DatasetError(f"label_matrix is a read-only view of {self._filepath}: the pipelines write `labels`")
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class PairSimilarityDataset(AbstractDataset[Any, Any]):
+    """A ``PairSimilarity`` (evidence pairs, prior rule, annotator ids) as plain arrays in one
+    ``.npz`` (``PairSimilarity.to_arrays``; no pickles), so its size follows the pairs with
+    evidence, not A^2. ``catalog.load("similarity").to_frame()`` gives the (A, A) DataFrame."""
+
+    def __init__(self, filepath: str, metadata: dict | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self):
+        from simlabel.core.pair_similarity import PairSimilarity
+
+        with np.load(self._filepath, allow_pickle=False) as arrays:
+            return PairSimilarity.from_arrays({name: arrays[name] for name in arrays.files})
+
+    def save(self, data) -> None:
+        from simlabel.core.pair_similarity import PairSimilarity
+
+        if not isinstance(data, PairSimilarity):
+            raise DatasetError(f"{self._filepath.name} holds a PairSimilarity, got {type(data).__name__}")
+        with atomic_path(self._filepath) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **data.to_arrays())
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

@@ -23,6 +23,7 @@ import torch
 
 from simlabel.core.baselines import dawid_skene, majority_vote
 from simlabel.core.labels import MISSING, Split, as_label_table
+from simlabel.core.pair_similarity import PairSimilarity
 from simlabel.core.similarity import similarity_from_params
 from simlabel.models.factory import AnnotatorsFromTruth, BlendedAnnotators, uses_frames
 from simlabel.training.config import TrainConfig
@@ -30,11 +31,11 @@ from simlabel.training.loop import TrainingResult, predict_labels, train_annotat
 
 
 def run_method(
-    tokens: np.ndarray, labels: np.ndarray, split: Split, similarity: np.ndarray, n_classes: int,
+    tokens: np.ndarray, labels: np.ndarray, split: Split, similarity: np.ndarray | PairSimilarity, n_classes: int,
     config: TrainConfig, frames: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train one method on a split. ``tokens``: (N, T, D); ``labels``: a ``LabelTable`` or the
-    (N, A) matrix, -1 = missing; ``similarity``: (A, A), the similarity stage's (a method may ask
+    (N, A) matrix, -1 = missing; ``similarity``: (A, A) array or ``PairSimilarity``, the similarity stage's (a method may ask
     for another estimator). Everything reads the table except Dawid-Skene soft targets
     (``soft_targets: dawid_skene``, (N, A, C) by nature) and the dense steps' own rows."""
     table = as_label_table(labels)
@@ -87,7 +88,7 @@ def crowd_baseline(tokens, labels, split: Split, n_classes: int, config: TrainCo
     model = AnnotatorsFromTruth(result.model, torch.as_tensor(np.array(confusions))).to(device)
     return dataclasses.replace(
         result, model=model.eval(), model_args={**result.model_args, "crowd_annotators": n_annotators},
-        similarity=np.zeros((n_annotators, n_annotators)),
+        similarity=PairSimilarity.constant(n_annotators),
     )
 
 

@@ -6,22 +6,45 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from simlabel.core.pair_similarity import PairSimilarity
+
 MAX_MARKDOWN_ANNOTATORS = 20  # wider tables go to CSV only
 # Past this many annotators a heatmap shows an evenly spaced sample of them: drawing 3,000 x 3,000
 # took 4.4 s for two panels (quadratic in A), and no screen shows more cells than this anyway.
 MAX_HEATMAP_ANNOTATORS = 300
 
 
-def similarity_heatmaps(matrices: dict[str, pd.DataFrame], colorbar_label: str = "kappa (clipped at 0)") -> Figure:
-    """Heatmaps of A x A similarity matrices side by side, titled by their keys (diagonal masked:
-    it is not used; past ``MAX_HEATMAP_ANNOTATORS`` an evenly spaced sample of the annotators). Where every panel names the same annotators in the same order, they are
-    named once per row (y) and per column (x), on the outer panels only."""
+def heatmap_positions(n_annotators: int) -> np.ndarray:
+    """The annotator positions a similarity heatmap shows: all up to ``MAX_HEATMAP_ANNOTATORS``,
+    past it one in ceil(A / MAX_HEATMAP_ANNOTATORS), in order."""
+    return np.arange(0, n_annotators, max(-(-n_annotators // MAX_HEATMAP_ANNOTATORS), 1))
+
+
+def _shown(matrix: pd.DataFrame | PairSimilarity, names: pd.Index | None, positions: np.ndarray) -> pd.DataFrame:
+    """The block of the annotators ``names`` (all of them where None) as a DataFrame; a
+    similarity without annotator ids is read at ``positions``. A sparse similarity makes only
+    that block, never its (A, A) matrix."""
+    if isinstance(matrix, PairSimilarity):
+        ids = matrix.annotator_ids
+        return matrix.to_frame(positions if names is None or ids is None else ids.get_indexer(names))
+    return matrix if names is None else matrix.reindex(index=names, columns=names)
+
+
+def similarity_heatmaps(matrices: dict[str, pd.DataFrame | PairSimilarity],
+                        colorbar_label: str = "kappa (clipped at 0)") -> Figure:
+    """Heatmaps of A x A similarities (DataFrames or ``PairSimilarity``) side by side, titled by
+    their keys (diagonal masked: it is not used; past ``MAX_HEATMAP_ANNOTATORS`` the same evenly
+    spaced sample of the annotators in every panel). Where every panel names the same annotators
+    in the same order, they are named once per row (y) and per column (x), on the outer panels only."""
     first = next(iter(matrices.values()))
-    shown_of = len(first)
-    if shown_of > MAX_HEATMAP_ANNOTATORS:  # every k-th annotator of the first matrix, in every panel
-        names = first.index[:: -(-shown_of // MAX_HEATMAP_ANNOTATORS)]
-        matrices = {title: m.reindex(index=names, columns=names) for title, m in matrices.items()}
-        first = next(iter(matrices.values()))
+    shown_of = first.shape[0]
+    positions = heatmap_positions(shown_of)
+    names = None  # every annotator, each panel in its own order
+    if positions.size < shown_of:  # the first panel's sampled annotators, in every panel
+        ids = first.annotator_ids if isinstance(first, PairSimilarity) else first.index
+        names = ids[positions] if ids is not None else None
+    matrices = {title: _shown(m, names, positions) for title, m in matrices.items()}
+    first = next(iter(matrices.values()))
     n = len(first)
     same_order = all(m.index.equals(first.index) and m.columns.equals(first.columns) for m in matrices.values())
     # Readable names up to 60 annotators at a size that still saves fast (a 75-inch-wide figure

@@ -94,7 +94,7 @@ def _sparse_labels(seed, n_items=300, n_annotators=8, n_classes=4, missing=0.8):
 @pytest.mark.parametrize("name", sorted(SIMILARITY_ESTIMATORS))
 def test_every_estimator_has_the_common_signature(name):
     y = _sparse_labels(1)
-    s = SIMILARITY_ESTIMATORS[name](y, 4, min_overlap=2)
+    s = np.asarray(SIMILARITY_ESTIMATORS[name](y, 4, min_overlap=2))
     assert s.shape == (8, 8) and s.dtype == np.float64
     np.testing.assert_allclose(s, s.T, atol=1e-12)
     assert (s >= 0).all() and (s <= 1).all()
@@ -144,7 +144,7 @@ def test_shrunk_kappa_by_hand_annotator_prior():
         ]
     )
     expected += expected.T
-    s = shrunk_kappa(TOY, 2, tau=2, prior="annotator")
+    s = np.asarray(shrunk_kappa(TOY, 2, tau=2, prior="annotator"))
     np.testing.assert_allclose(s, expected, atol=1e-12)
     np.testing.assert_allclose(s[0, 1:], [29 / 54, 7 / 8])
     np.testing.assert_allclose(s[1, 2], 25 / 36)
@@ -152,7 +152,7 @@ def test_shrunk_kappa_by_hand_annotator_prior():
 
 def test_shrunk_kappa_min_overlap_turns_small_overlaps_into_no_evidence():
     # With min_overlap 3 only pair (0, 1) is evidence: mu = 1/2 and (0, 2) gets the prior.
-    s = shrunk_kappa(TOY, 2, tau=2, min_overlap=3, prior="global")
+    s = np.asarray(shrunk_kappa(TOY, 2, tau=2, min_overlap=3, prior="global"))
     np.testing.assert_allclose(s[0, 1], 0.5)
     np.testing.assert_allclose([s[0, 2], s[1, 2]], [0.5, 0.5])
 
@@ -165,7 +165,7 @@ def test_shrunk_kappa_tends_to_kappa_as_tau_vanishes(prior, seed):
     overlap = observed.T @ observed
     evidence = (overlap >= 2) & ~np.eye(8, dtype=bool)
     assert evidence.any() and (~evidence & ~np.eye(8, dtype=bool)).any()
-    s = shrunk_kappa(y, 4, tau=1e-12, min_overlap=2, prior=prior)
+    s = np.asarray(shrunk_kappa(y, 4, tau=1e-12, min_overlap=2, prior=prior))
     np.testing.assert_allclose(s[evidence], kappa_matrix(y, 4, 2)[evidence], atol=1e-9)
 
 
@@ -182,7 +182,7 @@ def test_pairs_without_overlap_get_the_prior():
             weights.append(both.sum())
             values.append(cohen_kappa_score(y[both, j], y[both, k]))  # unclipped
     mu = np.average(values, weights=weights)
-    s = shrunk_kappa(y, 4, tau=float(rng.uniform(1, 20)), min_overlap=2, prior="global")
+    s = np.asarray(shrunk_kappa(y, 4, tau=float(rng.uniform(1, 20)), min_overlap=2, prior="global"))
     np.testing.assert_allclose(s[:4, 4:], mu, atol=1e-12)
     assert not np.allclose(s[:4, :4][~np.eye(4, dtype=bool)], mu)
 
@@ -198,7 +198,7 @@ def test_auto_tau_shrinks_identical_annotators_and_keeps_well_measured_differenc
     y[rng.random(y.shape) < 0.85] = MISSING
     target = expected_kappa(same, prior)[0, 1]
     off = ~np.eye(12, dtype=bool)
-    raw, auto = kappa_matrix(y, n_classes, 2), shrunk_kappa(y, n_classes, tau="auto", min_overlap=2)
+    raw, auto = kappa_matrix(y, n_classes, 2), np.asarray(shrunk_kappa(y, n_classes, tau="auto", min_overlap=2))
     has = (raw > 0) & off
     assert auto[off].std() < 0.3 * raw[has].std()
     assert np.abs(auto[off] - target).mean() < 0.5 * np.abs(raw[has] - target).mean()
@@ -242,7 +242,7 @@ def test_ds_implied_recovers_expected_kappa_for_pairs_that_never_co_label():
         y[both[~drop], k] = MISSING
     truth_similarity = expected_kappa(conf, prior)
     np.fill_diagonal(truth_similarity, 0.0)
-    estimate = ds_implied(y, n_classes)
+    estimate = np.asarray(ds_implied(y, n_classes))
     np.testing.assert_allclose(estimate, truth_similarity, atol=0.05)
     plain = kappa_matrix(y, n_classes)
     for j, k in disjoint:
@@ -278,10 +278,10 @@ def test_shrunk_ds_kappa_gives_the_ds_implied_value_without_overlap_and_kappa_wi
     y = _sparse_labels(9, n_items=400, missing=0.6)
     y[:200, 4:] = MISSING
     y[200:, :4] = MISSING  # annotators 0-3 never co-label with 4-7
-    implied = ds_implied(y, 4)
-    s = SIMILARITY_ESTIMATORS["shrunk_ds_kappa"](y, 4, min_overlap=2)
+    implied = np.asarray(ds_implied(y, 4))
+    s = np.asarray(SIMILARITY_ESTIMATORS["shrunk_ds_kappa"](y, 4, min_overlap=2))
     np.testing.assert_allclose(s[:4, 4:], implied[:4, 4:], atol=1e-12)
     assert not np.allclose(s[:4, :4], implied[:4, :4])
-    nearly_raw = shrunk_kappa(y, 4, tau=1e-12, min_overlap=2, prior="dawid_skene")
+    nearly_raw = np.asarray(shrunk_kappa(y, 4, tau=1e-12, min_overlap=2, prior="dawid_skene"))
     both = (y[:, 0] != MISSING) & (y[:, 1] != MISSING)
     assert nearly_raw[0, 1] == pytest.approx(max(cohen_kappa_score(y[both, 0], y[both, 1]), 0.0), abs=1e-9)

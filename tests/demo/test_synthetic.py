@@ -439,7 +439,7 @@ def test_shipped_demo_true_similarity_shows_the_groups(shipped_demo):
     panel = test_items.splitlines()
     wide = labels[labels["item_id"].isin(panel)].pivot(index="item_id", columns="annotator_id", values="label")
     y = wide[ids].to_numpy()
-    kappa = SIMILARITY_ESTIMATORS["kappa"](y, 8, min_overlap=2)
+    kappa = SIMILARITY_ESTIMATORS["kappa"](y, 8, min_overlap=2).to_dense()
     np.fill_diagonal(kappa, 1.0)
     clusters = fcluster(linkage(squareform(1 - kappa, checks=False), method="average"), t=len(groups), criterion="maxclust")
     assert adjusted_rand_score(g, clusters) == 1.0

@@ -54,8 +54,10 @@ def test_every_catalog_output_is_written(kedro_run, monkeypatch):
         assert label_matrix.index.name == "item_id"
         assert set(np.unique(label_matrix.to_numpy())) <= set(range(-1, 8))
         assert set(catalog.load("item_split").columns) == {"item_id", "split"}
-        similarity = catalog.load("similarity")
+        similarity = catalog.load("similarity").to_frame()
         assert list(similarity.index) == list(similarity.columns) == list(label_matrix.columns)
+        assert catalog.load("simlabel.refined_similarity").empty  # trains with the stage's similarity
+        assert catalog.load("simlabel_confidence.refined_similarity").shape == (12, 12)
         imputed = catalog.load("simlabel_confidence.imputed_labels")
         assert list(imputed.columns) == ["item_id", "annotator_id", "label", "confidence", "epoch"]
         assert len(imputed) > 0, "threshold 0.2 should impute something"

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from simlabel.core.labels import LabelTable
+from simlabel.core.pair_similarity import PairSimilarity
 from simlabel.folder import CrowdFolder, FolderFormatError, read_crowd_folder
 from simlabel.pipelines.reporting.nodes import attention_heatmap, combine_tables, evaluate_methods
 from simlabel.pipelines.training.nodes import TRUTH_COLUMNS
@@ -84,8 +85,10 @@ def test_similarity_error_against_a_known_truth(tmp_path):
                "shrunk2": {"similarity_estimator": "shrunk_kappa", "soft_label_source": "mixed"},
                "blend": {"blend_of": ["shrunk", "simlabel"]}}
     # methods training with the initial similarity as it is (and blends) write an empty table
-    finals = (pd.DataFrame(), refined, shrunk, shrunk, pd.DataFrame())
-    figure, errors = compare_similarities(folder, methods, initial, *finals, methods=list(methods))
+    finals = (PairSimilarity.constant(0), *map(PairSimilarity.from_dense, (refined, shrunk, shrunk)),
+              PairSimilarity.constant(0))
+    figure, errors = compare_similarities(folder, methods, PairSimilarity.from_dense(initial), *finals,
+                                          methods=list(methods))
     metrics = with_similarity_errors({"simlabel": {}}, errors)
     assert metrics["simlabel"] == {}
     # Off-diagonal |S - S_true|: initial (0.2, 0, 0.2) twice -> 0.4 / 3; refined (0.1, 0.8, 0.7) -> 1.6 / 3.
@@ -98,7 +101,7 @@ def test_similarity_error_against_a_known_truth(tmp_path):
         "initial (training labels)", "after cycling: simlabel_confidence", "estimated: shrunk, shrunk2",
         "truth (true_similarity.csv)"]
     _, no_errors = compare_similarities(CrowdFolder(tmp_path / "none", pd.DataFrame(), None, None), {},
-                                        initial, refined, methods=["m"])
+                                        *map(PairSimilarity.from_dense, (initial, refined)), methods=["m"])
     assert no_errors == {} and with_similarity_errors({"a": 1}, no_errors) == {"a": 1}
 
 
@@ -139,7 +142,11 @@ def test_similarity_heatmaps_of_many_annotators_show_an_even_sample_of_them():
     matrix = pd.DataFrame(values, index=names, columns=names)
     figure = similarity_heatmaps({"a": matrix, "b": matrix.iloc[::-1, ::-1]})
     panels = [ax for ax in figure.axes if ax.images]
+    # a sparse similarity first: its sampled annotators, found by name in the others
+    sparse_first = similarity_heatmaps({"a": PairSimilarity.from_dense(matrix), "b": matrix.iloc[::-1, ::-1]})
+    panels += [ax for ax in sparse_first.axes if ax.images]
     kept = np.arange(0, 700, 3)  # one in ceil(700 / 300) = 3, in the first matrix's order
+    assert len(panels) == 4
     for panel in panels:  # the same annotators in both panels, however the second was ordered
         shown = np.asarray(panel.images[0].get_array())
         assert shown.shape == (234, 234)

@@ -4,8 +4,11 @@ Shapes: N items, A annotators, C classes. ``y`` is an (N, A) int64 label matrix 
 ``MISSING`` (-1) where an annotator did not label an item.
 
 Every estimator in :data:`SIMILARITY_ESTIMATORS` has the signature
-``estimator(y, n_classes, **options) -> (A, A) float64``: symmetric, in [0, 1], zero diagonal
-(the diagonal is not used, as in :func:`simlabel.core.kappa.kappa_matrix`).
+``estimator(y, n_classes, **options) -> PairSimilarity``: an (A, A) similarity, symmetric, in
+[0, 1], zero diagonal (the diagonal is not used, as in :func:`simlabel.core.kappa.kappa_matrix`),
+held as the values of the pairs with evidence and the estimator's prior for the others
+(:mod:`simlabel.core.pair_similarity`: O(co-labelling pairs + A) memory, never O(A^2)).
+``np.asarray`` or ``.to_dense()`` gives the matrix.
 
 - ``kappa``: the paper's Cohen's kappa on each pair's overlap (0 without enough overlap).
 - ``shrunk_kappa``: each pair's kappa shrunk towards a prior, with the overlap as evidence; pairs
@@ -24,16 +27,13 @@ import numbers
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 from simlabel.core.baselines import dawid_skene
-from simlabel.core.kappa import (
-    _pair_statistics,
-    colabel_counts,
-    complete_kappa,
-    observed_entries,
-)
+from simlabel.core.kappa import complete_kappa, observed_entries
 from simlabel.core.labels import LabelTable, matrix_or_table
-from simlabel.core.sparse_kappa import pairwise_kappa
+from simlabel.core.pair_similarity import PairSimilarity
+from simlabel.core.sparse_kappa import _symmetric, colabel_pair_statistics, pairwise_kappa
 
 # |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
 _ONE_TOLERANCE = 1e-8 + 1e-5
@@ -84,7 +84,7 @@ def expected_kappa(confusions: np.ndarray, prior: np.ndarray, clip: bool = True)
     return _kappa_from_rates(p_o, p_e, clip)
 
 
-def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> np.ndarray:
+def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> PairSimilarity:
     """The paper's similarity: :func:`simlabel.core.kappa.kappa_matrix` (SPEC section 1).
 
     Parameters
@@ -95,37 +95,42 @@ def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> np.ndarray:
 
     Returns
     -------
-    (A, A) float64, symmetric, in [0, 1], zero diagonal.
-
-    Computed from the observed entries alone (``sparse_kappa.pairwise_kappa``: only pairs that
-    co-labelled an item are touched; bit-identical to ``kappa_matrix``); the dense result is
-    what the callers of this signature take.
+    ``PairSimilarity``: the pairs with a positive kappa, prior 0 (as (A, A): symmetric, in
+    [0, 1], zero diagonal). Computed from the observed entries alone
+    (``sparse_kappa.pairwise_kappa``: only pairs that co-labelled an item are touched;
+    bit-identical to ``kappa_matrix``).
     """
     y = matrix_or_table(y)
     items, annotators, labels = observed_entries(y, n_classes)
-    return pairwise_kappa(items, annotators, labels, *y.shape, n_classes, max(min_overlap, 1)).toarray()
-
-
-def _pair_kappas(
-    y: np.ndarray, n_classes: int, min_overlap: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair (each (A, A), 0 on the diagonal and without evidence): unclipped kappa, evidence (the
-    overlap, 0 below ``min_overlap``) and the per-item sampling variance ``p_o (1 - p_o) / (1 - p_e)^2``
-    (Cohen 1960: Var(kappa) ~ that / overlap)."""
-    y = matrix_or_table(y)
+    matrix = pairwise_kappa(items, annotators, labels, *y.shape, n_classes, max(min_overlap, 1)).tocsr()
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
     n_annotators = y.shape[1]
-    keys, overlap, agree, first, second = _pair_statistics(
-        colabel_counts(y, n_classes), n_annotators, n_classes
-    )
-    evidence = np.where(overlap >= max(min_overlap, 1), overlap, 0.0)
-    p_o, p_e = agree / overlap, (first * second).sum(1) / overlap**2
+    rows = np.repeat(np.arange(n_annotators, dtype=np.int64), np.diff(matrix.indptr))
+    return PairSimilarity(n_annotators, rows * n_annotators + matrix.indices, matrix.data, annotator_ids=_ids(y))
+
+
+def _ids(y) -> pd.Index | None:
+    """The annotator ids of a ``LabelTable`` (a bare matrix has none)."""
+    return y.annotator_ids if isinstance(y, LabelTable) else None
+
+
+def _pair_kappas(y: np.ndarray, n_classes: int, min_overlap: int):
+    """Per ordered pair with evidence (co-labelled at least ``max(min_overlap, 1)`` items), both
+    orders: sorted pair keys ``j * A + k``, unclipped kappa, evidence (the overlap) and the
+    per-item sampling variance ``p_o (1 - p_o) / (1 - p_e)^2`` (Cohen 1960: Var(kappa) ~ that /
+    overlap). From the long table's co-labels alone (``sparse_kappa``: never N * A or A * A)."""
+    y = matrix_or_table(y)
+    n_items, n_annotators = y.shape
+    stats = colabel_pair_statistics(*observed_entries(y, n_classes), n_items, n_annotators, n_classes, max(min_overlap, 1))
+    overlap = stats.overlap.astype(np.float64)
+    p_o, p_e = stats.agree / overlap, stats.expected / overlap**2
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.nan_to_num(p_o * (1 - p_o) / (1 - p_e) ** 2, nan=0.0, posinf=0.0)
-    out = np.zeros((3, n_annotators, n_annotators))
-    out[0].flat[keys] = np.where(evidence > 0, _kappa_from_rates(p_o, p_e, clip=False), 0.0)
-    out[1].flat[keys] = evidence
-    out[2].flat[keys] = np.where(evidence > 0, spread, 0.0)
-    return out[0], out[1], out[2]
+    raw, weight, spread = _symmetric(stats.first, stats.second, n_annotators,
+                                     _kappa_from_rates(p_o, p_e, clip=False), overlap, spread)
+    keys = np.repeat(np.arange(n_annotators, dtype=np.int64), np.diff(raw.indptr)) * n_annotators + raw.indices
+    return keys, raw.data, weight.data, spread.data
 
 
 def _auto_tau(raw: np.ndarray, weight: np.ndarray, spread: np.ndarray, mu: float) -> float:
@@ -189,7 +194,8 @@ def shrunk_kappa(
 
     Returns
     -------
-    (A, A) float64, symmetric, in [0, 1], zero diagonal.
+    ``PairSimilarity``: the shrunk values of the pairs with evidence, the prior for the others
+    (as (A, A): symmetric, in [0, 1], zero diagonal).
     """
     if not (isinstance(tau, str) and tau == "auto") and not (
         isinstance(tau, numbers.Real) and not isinstance(tau, bool) and tau >= 0
@@ -197,17 +203,24 @@ def shrunk_kappa(
         raise ValueError(f"tau must be a number >= 0 or 'auto', got {tau!r}")
     if prior not in SHRINK_PRIORS:
         raise ValueError(f"prior must be one of {SHRINK_PRIORS}, got {prior!r}")
-    raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
+    y = matrix_or_table(y)
+    n_annotators = y.shape[1]
+    keys, raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
     mu, tau = _prior_weight(raw, weight, spread, tau)
+    first, second = np.divmod(keys, n_annotators)
     if prior == "global":
-        target = np.full_like(raw, mu)
+        target, prior_rule = np.full(keys.size, mu), PairSimilarity.constant(n_annotators, float(np.clip(mu, 0.0, 1.0)))
     elif prior == "dawid_skene":
-        target = ds_implied(y, n_classes)
+        prior_rule = ds_implied(y, n_classes)
+        target = prior_rule.at(first, second)
     else:
-        per_annotator = ((weight * raw).sum(1) + tau * mu) / np.maximum(weight.sum(1) + tau, 1e-300)
-        per_annotator = np.where(weight.sum(1) + tau > 0, per_annotator, mu)
-        target = (per_annotator[:, None] + per_annotator[None, :]) / 2
-    return _shrink(raw, weight, tau, target)
+        evidence = np.bincount(first, weights=weight, minlength=n_annotators) + tau
+        per_annotator = (np.bincount(first, weights=weight * raw, minlength=n_annotators) + tau * mu) / np.maximum(evidence, 1e-300)
+        per_annotator = np.where(evidence > 0, per_annotator, mu)
+        target = (per_annotator[first] + per_annotator[second]) / 2
+        prior_rule = PairSimilarity(n_annotators, np.zeros(0, np.int64), np.zeros(0), "mean", {"per_annotator": per_annotator})
+    return PairSimilarity(n_annotators, keys, _shrink(raw, weight, tau, target), prior_rule.prior_kind,
+                          prior_rule.prior, _ids(y))
 
 
 def _prior_weight(raw: np.ndarray, weight: np.ndarray, spread: np.ndarray, tau: float | str) -> tuple[float, float]:
@@ -218,14 +231,8 @@ def _prior_weight(raw: np.ndarray, weight: np.ndarray, spread: np.ndarray, tau: 
 
 
 def _shrink(raw: np.ndarray, weight: np.ndarray, tau: float, target: np.ndarray) -> np.ndarray:
-    """``(n * kappa + tau * target) / (n + tau)`` per pair (the target where both are 0), clipped
-    to [0, 1], zero diagonal."""
-    denominator = weight + tau
-    with np.errstate(divide="ignore", invalid="ignore"):
-        similarity = np.where(denominator > 0, (weight * raw + tau * target) / denominator, target)
-    similarity = np.clip(similarity, 0.0, 1.0)
-    np.fill_diagonal(similarity, 0.0)
-    return similarity
+    """``(n * kappa + tau * target) / (n + tau)`` per pair (n > 0), clipped to [0, 1]."""
+    return np.clip((weight * raw + tau * target) / (weight + tau), 0.0, 1.0)
 
 
 def ds_implied(
@@ -255,17 +262,27 @@ def ds_implied(
 
     Returns
     -------
-    (A, A) float64, symmetric, in [0, 1], zero diagonal.
+    ``PairSimilarity`` without pairs: every pair's value is the prior rule (``implied_kappa_rule``).
     """
+    y = matrix_or_table(y)
     _, confusions, class_prior = dawid_skene(
         y, n_classes, diagonal_prior=diagonal_prior, **ds_options
     )
-    similarity = expected_kappa(confusions, class_prior)
-    np.fill_diagonal(similarity, 0.0)
-    return similarity
+    return implied_kappa_rule(confusions, class_prior, _ids(y))
 
 
-SIMILARITY_ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
+def implied_kappa_rule(confusions: np.ndarray, prior: np.ndarray, annotator_ids: pd.Index | None = None) -> PairSimilarity:
+    """:func:`expected_kappa` as a ``PairSimilarity`` without pairs, its ``kappa`` prior rule holding
+    per annotator ``u_j = sqrt(prior_y) P_j[y, z]`` (C * C) and ``q_j = sum_y prior_y P_j[y, :]``
+    (C): ``p_o = u_j . u_k``, ``p_e = q_j . q_k``. O(A C^2) memory for every pair."""
+    confusions, prior = np.asarray(confusions, np.float64), np.asarray(prior, np.float64)
+    agreement = (np.sqrt(prior)[None, :, None] * confusions).reshape(len(confusions), -1)
+    marginals = np.einsum("y,ayz->az", prior, confusions)
+    return PairSimilarity(len(confusions), np.zeros(0, np.int64), np.zeros(0), "kappa",
+                          {"agreement": agreement, "marginals": marginals}, annotator_ids)
+
+
+SIMILARITY_ESTIMATORS: dict[str, Callable[..., PairSimilarity]] = {
     "kappa": kappa,
     "shrunk_kappa": shrunk_kappa,
     "ds_implied": ds_implied,
@@ -275,7 +292,7 @@ SIMILARITY_ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {
 
 def estimate_similarity(
     y: np.ndarray, n_classes: int, estimator: str = "kappa", **options
-) -> np.ndarray:
+) -> PairSimilarity:
     """(A, A) similarity by the estimator named ``estimator`` (a key of :data:`SIMILARITY_ESTIMATORS`)."""
     if estimator not in SIMILARITY_ESTIMATORS:
         raise ValueError(
@@ -284,7 +301,7 @@ def estimate_similarity(
     return SIMILARITY_ESTIMATORS[estimator](y, n_classes, **options)
 
 
-def similarity_from_params(train_labels: np.ndarray | LabelTable, n_classes: int, params: dict) -> np.ndarray:
+def similarity_from_params(train_labels: np.ndarray | LabelTable, n_classes: int, params: dict) -> PairSimilarity:
     """(A, A) annotator similarity from the training labels as ``parameters_similarity.yml`` asks:
     ``params["estimator"]`` (default ``kappa``, SPEC section 1) with ``min_overlap``.
 
@@ -308,7 +325,12 @@ def model_informed_kappa(
     ----------
     y : (N, A) int64 observed labels, ``MISSING`` = -1.
     predicted : (M, A) int64 every annotator model's predicted label on M items (no missing).
+
+    Returns (A, A) float64, symmetric, in [0, 1], zero diagonal (every pair has a model value,
+    so nothing is sparse here).
     """
-    raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
+    keys, raw, weight, spread = _pair_kappas(y, n_classes, min_overlap)
     _, tau = _prior_weight(raw, weight, spread, tau)
-    return _shrink(raw, weight, tau, complete_kappa(predicted, n_classes))
+    similarity = complete_kappa(predicted, n_classes)  # every pair: dense by nature
+    similarity.flat[keys] = _shrink(raw, weight, tau, similarity.flat[keys])
+    return similarity

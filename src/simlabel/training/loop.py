@@ -28,6 +28,7 @@ from simlabel.core.label_rows import LabelRows, batch_entries
 from simlabel.core.labels import LabelTable, as_label_table
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.metrics import accuracy_from_counts, mean_accuracy, mean_of_annotators
+from simlabel.core.pair_similarity import PairSimilarity
 from simlabel.core.similarity import model_informed_kappa
 from simlabel.core.soft_labels import has_labellers, soft_labels
 from simlabel.models.factory import evaluates_entries, model_from_args
@@ -117,7 +118,7 @@ class TrainingResult:
     history: pd.DataFrame
     best_epoch: int
     best_val_accuracy: float
-    similarity: np.ndarray
+    similarity: np.ndarray | PairSimilarity
     cycler: ConfidenceCycler | None
     inputs: BatchSource
     eval_batch_size: int
@@ -275,8 +276,8 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
 
 
 def train_annotator_models(
-    tokens: np.ndarray, labels: np.ndarray | LabelTable, train_rows: np.ndarray, val_rows: np.ndarray, similarity: np.ndarray,
-    n_classes: int, config: TrainConfig, frames: np.ndarray | None = None, soft_targets: np.ndarray | None = None,
+    tokens: np.ndarray, labels: np.ndarray | LabelTable, train_rows: np.ndarray, val_rows: np.ndarray,
+    similarity: np.ndarray | PairSimilarity, n_classes: int, config: TrainConfig, frames: np.ndarray | None = None, soft_targets: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train one model per annotator with similarity-weighted soft labels.
 
@@ -284,7 +285,8 @@ def train_annotator_models(
         give the standardisation statistics and ``frames`` (N, K, H, W, 3) uint8 are the inputs.
     labels : ``LabelTable`` or (N, A) int64 matrix, ``MISSING`` = -1; train_rows, val_rows : (N,) bool
         item masks.
-    similarity : (A, A) from the training labels; n_classes : C.
+    similarity : (A, A) from the training labels, an array or a ``PairSimilarity`` (kept sparse
+        where the steps only look pairs up: sampled steps without cycling); n_classes : C.
     config : the recipe; with ``state_path`` the state is saved after every epoch (``SaveThrottle``:
         at most 5 % of the time goes to saving; the last epoch is always saved) and ``resume``
         continues from it. soft_targets : (N, A, C) fixed targets (``FixedTargets``, for the
@@ -321,7 +323,7 @@ def train_annotator_models(
         # validation at the labelled entries alone wherever the model can: a dense validation
         # evaluates every annotator of every validation item (CIFAR-10N: 10,000 x 747) each epoch
         data = with_label_rows(data, device, train=not targets.dense_rows)
-    sim = torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
+    sim = similarity_tensor(similarity, device, dense=targets.dense_rows or config.cycling)
     cycler = ConfidenceCycler(
         data.train_table, n_classes, config.min_overlap, config.threshold, config.confidence_formula, config.refresh,
         track_counts=config.refresh != "models" or config.soft_label_transport,
@@ -331,7 +333,7 @@ def train_annotator_models(
     state, throttle = TrainState(), SaveThrottle()
     if config.resume and config.state_path and Path(config.state_path).is_file():
         state, saved = TrainState.load(config.state_path, run_id, device)
-        sim = restore(saved, model, optimisation, generators, cycler, device)
+        sim = restore(saved, model, optimisation, generators, cycler, device, sim)
     transport = label_transport(cycler, data, n_classes, config, device)
 
     for epoch in range(state.epoch + 1, config.max_epochs + 1):
@@ -368,7 +370,17 @@ def train_annotator_models(
     model.load_state_dict(state.best_weights if data.val_items.size else model.state_dict())
     model.eval()
     return TrainingResult(model, model_args, pd.DataFrame(state.history), state.best_epoch, state.best_accuracy,
-                          sim.cpu().numpy().astype(np.float64), cycler, data.inputs, eval_batch)
+                          sim.cpu().numpy().astype(np.float64) if isinstance(sim, torch.Tensor) else similarity,
+                          cycler, data.inputs, eval_batch)
+
+
+def similarity_tensor(similarity: np.ndarray | PairSimilarity, device: torch.device, dense: bool):
+    """The similarity the steps index, on ``device``: a dense (A, A) float32 tensor where steps read
+    whole rows of it (dense steps, cycling's soft labels) or it is a matrix already; a
+    ``PairSimilarityTensor`` (evidence pairs + prior, O(pairs + A)) for the sampled step."""
+    if isinstance(similarity, PairSimilarity) and not dense:
+        return similarity.tensor(device)
+    return torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
 
 
 def _named(run_name: str) -> str:
@@ -463,13 +475,16 @@ def snapshot(model, optimisation: Optimisation, generators, sim, cycler, device)
     return {
         "model": model.state_dict(), "optimisation": optimisation.state_dict(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "generators": {name: g.get_state() for name, g in generators.items()}, "similarity": sim.cpu(),
+        "generators": {name: g.get_state() for name, g in generators.items()},
+        # a sparse similarity is never refreshed (no cycling): the run's input, not state
+        "similarity": sim.cpu() if isinstance(sim, torch.Tensor) else None,
         "imputed": {k: torch.from_numpy(v) for k, v in cycler.state().items()} if cycler is not None else None,
     }
 
 
-def restore(saved: dict, model, optimisation: Optimisation, generators, cycler, device) -> torch.Tensor:
-    """Load ``snapshot``'s contents in place; returns the similarity in use."""
+def restore(saved: dict, model, optimisation: Optimisation, generators, cycler, device, similarity):
+    """Load ``snapshot``'s contents in place; returns the similarity in use (``similarity``, the
+    run's own, where the snapshot holds none)."""
     model.load_state_dict(saved["model"])
     optimisation.load_state_dict(saved["optimisation"])
     torch.set_rng_state(saved["torch_rng"])
@@ -479,7 +494,7 @@ def restore(saved: dict, model, optimisation: Optimisation, generators, cycler, 
         generator.set_state(saved["generators"][name])
     if cycler is not None:
         cycler.load_state({k: v.numpy() for k, v in saved["imputed"].items()})
-    return saved["similarity"].to(device)
+    return similarity if saved["similarity"] is None else saved["similarity"].to(device)
 
 
 @torch.no_grad()

@@ -11,8 +11,14 @@ from matplotlib.figure import Figure
 
 from simlabel.core.labels import MISSING, LabelTable
 from simlabel.core.metrics import mean_interval, per_annotator_accuracy
+from simlabel.core.pair_similarity import PairSimilarity
 from simlabel.folder import CrowdFolder
-from simlabel.reports import MAX_MARKDOWN_ANNOTATORS, markdown_table, similarity_heatmaps
+from simlabel.reports import (
+    MAX_MARKDOWN_ANNOTATORS,
+    heatmap_positions,
+    markdown_table,
+    similarity_heatmaps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,14 +164,14 @@ def attention_heatmap(frame_attention: pd.DataFrame) -> Figure:
     return figure
 
 
-def similarity_error(similarity: pd.DataFrame, truth: pd.DataFrame) -> float:
-    """Mean |S - S_true| over the off-diagonal pairs."""
+def similarity_error(similarity: PairSimilarity, truth: pd.DataFrame) -> float:
+    """Mean |S - S_true| over the off-diagonal pairs (``truth`` in the similarity's annotator order)."""
     off = ~np.eye(len(truth), dtype=bool)
-    return float(np.nanmean(np.abs(similarity.to_numpy(float) - truth.to_numpy(float))[off]))
+    return float(np.nanmean(np.abs(similarity.to_dense() - truth.to_numpy(float))[off]))
 
 
 def compare_similarities(
-    crowd_folder: CrowdFolder, methods_params: dict, similarity: pd.DataFrame, *final: pd.DataFrame,
+    crowd_folder: CrowdFolder, methods_params: dict, similarity: PairSimilarity, *final: PairSimilarity,
     methods: list[str],
 ) -> tuple[Figure, dict[str, float]]:
     """The initial similarity beside each method's final one (refined by confidence cycling, or
@@ -176,13 +182,14 @@ def compare_similarities(
     from the accuracies, so that it runs beside ``evaluate_methods``."""
     truth = crowd_folder.true_similarity
     if truth is not None:
-        truth = truth.reindex(index=similarity.columns, columns=similarity.columns)
+        truth = truth.reindex(index=similarity.annotator_ids, columns=similarity.annotator_ids)
+    shown = heatmap_positions(similarity.n_annotators)  # panels are told apart on what they show
     initial = "initial (training labels)"
     matrices, errors, n_refined = {initial: similarity}, {}, 0
     for method, matrix in zip(methods, final, strict=True):
         if matrix.empty:  # the method trained with the initial similarity as it is
             continue
-        same = next((t for t, m in matrices.items() if np.allclose(matrix.to_numpy(), m.to_numpy())), None)
+        same = next((t for t, m in matrices.items() if np.allclose(matrix.to_dense(shown), m.to_dense(shown))), None)
         if same == initial:
             continue
         cycling = bool((methods_params.get(method) or {}).get("cycling"))

@@ -13,6 +13,7 @@ import torch
 
 from simlabel.core.cycling import IMPUTED_COLUMNS
 from simlabel.core.labels import LabelTable
+from simlabel.core.pair_similarity import PairSimilarity, as_pair_similarity
 from simlabel.experiment import Split, blend, run_method
 from simlabel.methods import method_configs
 from simlabel.models.factory import uses_frames
@@ -25,7 +26,7 @@ TRUTH_COLUMNS = ["method", "architecture", "item_id", "split", "predicted", "pro
 
 def train_method(
     embeddings: np.ndarray, frames: np.ndarray, labels: pd.DataFrame, item_split: pd.DataFrame,
-    similarity: pd.DataFrame, classes: list, training: dict, similarity_params: dict, method: dict,
+    similarity: PairSimilarity, classes: list, training: dict, similarity_params: dict, method: dict,
     method_name: str,
 ) -> dict:
     """Train ``method_name`` for each of ``training.architectures``.
@@ -39,15 +40,15 @@ def train_method(
     predictions : every labelled entry's prediction (all splits), long, with ``method``.
     training_history, frame_attention (qumatl), truth_predictions (madl) : long tables.
     imputed_labels : of the first architecture (empty without confidence cycling).
-    refined_similarity : the (A, A) similarity the first architecture ended with, where the
-        method has its own (confidence cycling, or ``similarity_estimator``); empty where it
-        trains with the stage's ``similarity`` as it is (a copy per method would be A x A
-        numbers each: 0.8 GB at 10,000 annotators) and for the crowd baselines (none).
+    refined_similarity : the ``PairSimilarity`` the first architecture ended with, where the
+        method has its own (confidence cycling, or ``similarity_estimator``); empty (0
+        annotators) where it trains with the stage's ``similarity`` as it is (a copy per method
+        is no news) and for the crowd baselines (none).
     """
-    table, split, names, tokens = _inputs(embeddings, labels, item_split, similarity)
+    table, split, names, tokens, similarity = _inputs(embeddings, labels, item_split, similarity)
     configs = method_configs(training, similarity_params, method, method_name)
     results = {
-        architecture: run_method(tokens, table, split, similarity.to_numpy(), len(classes), config, frames)
+        architecture: run_method(tokens, table, split, similarity, len(classes), config, frames)
         for architecture, config in configs.items()
     }
     primary = next(iter(results.values()))
@@ -63,8 +64,8 @@ def train_method(
         ),
         "imputed_labels": primary.imputed.to_frame(table.item_ids, table.annotator_ids)
         if primary.imputed is not None else pd.DataFrame(columns=IMPUTED_COLUMNS),
-        "refined_similarity": pd.DataFrame(primary.similarity, index=similarity.index.copy(), columns=similarity.columns.copy())
-        if has_own_similarity(next(iter(configs.values()))) else pd.DataFrame(),
+        "refined_similarity": as_pair_similarity(primary.similarity).with_ids(table.annotator_ids)
+        if has_own_similarity(next(iter(configs.values()))) else PairSimilarity.constant(0),
     }
 
 
@@ -76,7 +77,7 @@ def has_own_similarity(config) -> bool:
 
 def blend_method(
     embeddings: np.ndarray, frames: np.ndarray, labels: pd.DataFrame, item_split: pd.DataFrame,
-    similarity: pd.DataFrame, classes: list, *checkpoints: dict, method_name: str, members: list[str],
+    similarity: PairSimilarity, classes: list, *checkpoints: dict, method_name: str, members: list[str],
 ) -> dict:
     """A blend (``blend_of``, ``experiment.blend``) of the members' trained models (their
     ``checkpoints``, in ``members`` order): nothing is trained.
@@ -85,7 +86,7 @@ def blend_method(
     are in their own tables: the blend's ``training_history``, ``imputed_labels`` and
     ``refined_similarity`` are empty (reading the members' tables
     would make Kedro-Viz's layers circular: model_output -> models -> model_output)."""
-    table, _, names, tokens = _inputs(embeddings, labels, item_split, similarity)
+    table, _, names, tokens, similarity = _inputs(embeddings, labels, item_split, similarity)
     fingerprint = data_fingerprint(table, names)
     for member, checkpoint_of in zip(members, checkpoints, strict=True):
         for payload in checkpoint_of.values():  # a member's checkpoint left over from other data
@@ -99,7 +100,7 @@ def blend_method(
         inputs = np.asarray(frames) if uses_frames(payloads[architecture][0]["model_args"]) else torch.from_numpy(tokens)
         results[architecture] = blend([
             TrainingResult(model_from_checkpoint(p), p["model_args"], pd.DataFrame(), p["best_epoch"],
-                           p["best_val_accuracy"], similarity.to_numpy(), None,
+                           p["best_val_accuracy"], similarity, None,
                            BatchSource(inputs, torch.device("cpu")), 512)
             for p in payloads[architecture]
         ])
@@ -114,24 +115,27 @@ def blend_method(
         },
         "training_history": pd.DataFrame(columns=["method", "architecture"]),
         "imputed_labels": pd.DataFrame(columns=IMPUTED_COLUMNS),
-        "refined_similarity": pd.DataFrame(),
+        "refined_similarity": PairSimilarity.constant(0),
     }
 
 
-def _inputs(embeddings, labels: pd.DataFrame, item_split: pd.DataFrame, similarity: pd.DataFrame):
-    """The ``LabelTable``, the split (``Split`` and the names per item) and the (N, T, D) float32
-    tokens, after checking that the stages' outputs belong together."""
+def _inputs(embeddings, labels: pd.DataFrame, item_split: pd.DataFrame, similarity: PairSimilarity):
+    """The ``LabelTable``, the split (``Split`` and the names per item), the (N, T, D) float32
+    tokens and the similarity (a ``PairSimilarity``; an (A, A) DataFrame is taken too), after
+    checking that the stages' outputs belong together."""
     table = LabelTable.from_frame(labels)
     if len(embeddings) != table.shape[0]:
         raise ValueError(
             f"embeddings have {len(embeddings)} rows but the labels have {table.shape[0]} items: "
             "rerun ingestion and label_matrix together"
         )
-    if list(similarity.columns) != list(table.annotator_ids):
+    if isinstance(similarity, pd.DataFrame):  # an (A, A) matrix of one's own, e.g. in a notebook
+        similarity = PairSimilarity.from_dense(similarity)
+    if similarity.annotator_ids is None or list(similarity.annotator_ids.astype(str)) != list(table.annotator_ids.astype(str)):
         raise ValueError("similarity and labels disagree on the annotators: rerun the similarity stage")
     names = item_split.set_index("item_id")["split"].reindex(table.item_ids)
     tokens = np.asarray(embeddings, dtype=np.float32)
-    return table, Split.from_names(names), names, tokens[:, None, :] if tokens.ndim == 2 else tokens
+    return table, Split.from_names(names), names, tokens[:, None, :] if tokens.ndim == 2 else tokens, similarity
 
 
 def data_fingerprint(table: LabelTable, split: pd.Series) -> str:
