@@ -12,8 +12,9 @@ Peak memory: ``ru_maxrss`` of this process after building the inputs and at the 
 format is part of what a node costs: Kedro hands it the loaded dataset).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/scale_run.py [--items 100000] [--annotators 2000] [--per-item 3]
+        [--estimator kappa]
 
-Last stdout line: {"format", "input_seconds", "similarity_seconds", "training_seconds",
+Last stdout line: {"format", "estimator", "similarity_mb", "input_seconds", "similarity_seconds", "training_seconds",
 "input_peak_rss_mb", "peak_rss_mb", "val_mean_accuracy", ...}.
 """
 
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=2_000)
     parser.add_argument("--per-item", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--estimator", default="kappa", help="similarity.estimator (kappa, shrunk_kappa, ...)")
     args = parser.parse_args()
     print(f"machine: {machine()}; {load_average()}")
     items, annotators, labels, embeddings = crowd(args.items, args.annotators, args.per_item)
@@ -72,8 +74,10 @@ def main() -> None:
     classes = [f"c{k}" for k in range(N_CLASSES)]
 
     started = time.perf_counter()
-    similarity = compute_similarity(node_labels, split, classes, {"min_overlap": 2})
+    similarity = compute_similarity(node_labels, split, classes, {"estimator": args.estimator, "min_overlap": 2})
     similarity_seconds = time.perf_counter() - started
+    # what the stage hands on: a PairSimilarity (pairs with evidence + prior) or an (A, A) DataFrame
+    similarity_mb = (similarity.nbytes if hasattr(similarity, "n_pairs") else similarity.memory_usage().sum()) / 1e6
     training = {"architectures": ["heads"], "max_epochs": args.epochs, "hidden": 32, "device": "cpu",
                 "soft_entries_per_item": 4, "batch_size": 256}
     started = time.perf_counter()
@@ -82,10 +86,12 @@ def main() -> None:
     training_seconds = time.perf_counter() - started
     history = outputs["training_history"]
     print(f"{fmt}: {args.items} items x {args.annotators} annotators, {len(labels)} labels; inputs {input_seconds:.1f} s "
-          f"(peak RSS {input_peak:.0f} MB), similarity node {similarity_seconds:.1f} s, training node "
+          f"(peak RSS {input_peak:.0f} MB), similarity node ({args.estimator}) {similarity_seconds:.1f} s "
+          f"({similarity_mb:.1f} MB), training node "
           f"{training_seconds:.1f} s ({len(history)} epochs, val mean accuracy {history['val_mean_accuracy'].iloc[-1]:.3f}, "
           f"{len(outputs['predictions'])} predictions); peak RSS {peak_rss_mb():.0f} MB")
     emit({"format": fmt, "items": args.items, "annotators": args.annotators, "labels": int(len(labels)),
+          "estimator": args.estimator, "similarity_mb": round(similarity_mb, 1),
           "input_seconds": round(input_seconds, 3), "similarity_seconds": round(similarity_seconds, 3),
           "training_seconds": round(training_seconds, 3), "input_peak_rss_mb": round(input_peak),
           "peak_rss_mb": round(peak_rss_mb()), "val_mean_accuracy": round(float(history["val_mean_accuracy"].iloc[-1]), 4)})
