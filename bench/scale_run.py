@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--per-item", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--estimator", default="kappa", help="similarity.estimator (kappa, shrunk_kappa, ...)")
+    parser.add_argument("--head-updates", default=None, help="training.head_updates (auto, dense, rows)")
     args = parser.parse_args()
     print(f"machine: {machine()}; {load_average()}")
     items, annotators, labels, embeddings = crowd(args.items, args.annotators, args.per_item)
@@ -80,6 +81,8 @@ def main() -> None:
     similarity_mb = (similarity.nbytes if hasattr(similarity, "n_pairs") else similarity.memory_usage().sum()) / 1e6
     training = {"architectures": ["heads"], "max_epochs": args.epochs, "hidden": 32, "device": "cpu",
                 "soft_entries_per_item": 4, "batch_size": 256}
+    if args.head_updates:
+        training["head_updates"] = args.head_updates
     started = time.perf_counter()
     outputs = train_method(embeddings, None, node_labels, split, similarity, classes, training, {"min_overlap": 2}, {},
                            method_name="simlabel")
@@ -91,7 +94,7 @@ def main() -> None:
           f"{training_seconds:.1f} s ({len(history)} epochs, val mean accuracy {history['val_mean_accuracy'].iloc[-1]:.3f}, "
           f"{len(outputs['predictions'])} predictions); peak RSS {peak_rss_mb():.0f} MB")
     emit({"format": fmt, "items": args.items, "annotators": args.annotators, "labels": int(len(labels)),
-          "estimator": args.estimator, "similarity_mb": round(similarity_mb, 1),
+          "estimator": args.estimator, "similarity_mb": round(similarity_mb, 1), "head_updates": args.head_updates,
           "input_seconds": round(input_seconds, 3), "similarity_seconds": round(similarity_seconds, 3),
           "training_seconds": round(training_seconds, 3), "input_peak_rss_mb": round(input_peak),
           "peak_rss_mb": round(peak_rss_mb()), "val_mean_accuracy": round(float(history["val_mean_accuracy"].iloc[-1]), 4)})

@@ -21,6 +21,7 @@ Last line: {"ratio_A747_vs_A1": (sampled), "ratio_dense_A747_vs_A1": ..., "step_
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -34,12 +35,14 @@ from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
 from simlabel.models.annotators import build_model
 from simlabel.runtime import keep_freed_memory
-from simlabel.training.optim import FusedAdamW
+from simlabel.training.optim import AnnotatorRowsAdamW, FusedAdamW
 from simlabel.training.targets import SampledTargets
 
 
-def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
-    """A function that runs one training step on a fresh random batch and returns its seconds."""
+def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0, rows=False):
+    """A function that runs one training step on a fresh random batch and returns its seconds.
+    ``rows``: the per-annotator parameters updated by rows (``head_updates: rows``), as the
+    training loop's ``Optimisation`` does it."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_items, n_annotators = labels.shape
@@ -49,6 +52,8 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
     model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
                         feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=128, dropout=0.2)
     optimizer = FusedAdamW(model.parameters(), lr=1e-3)  # as the training loop
+    row_updates = AnnotatorRowsAdamW(model) if rows else None
+    stepped = functools.partial(row_updates.call, model) if rows else model
     weight = 1.0 if n_annotators > 1 else 0.0
     sampled = SampledTargets("predictions", k, torch.Generator().manual_seed(seed)) if k else None
     label_rows = LabelRows.from_matrix(labels) if k else None
@@ -58,7 +63,7 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
         started = time.perf_counter()
         inputs = tokens.index_select(0, rows)  # as the training loop's BatchSource
         if k:
-            loss, _ = simlabel_loss(*sampled(model, inputs, rows, label_rows, label_rows, similarity, None), weight)
+            loss, _ = simlabel_loss(*sampled(stepped, inputs, rows, label_rows, label_rows, similarity, None), weight)
         else:
             log_p = model(inputs)
             y_batch = y.index_select(0, rows)
@@ -66,6 +71,8 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0):
             loss, _ = simlabel_loss(log_p, y_batch, p_soft, has_soft, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if row_updates is not None:
+            row_updates.step(1e-3)
         optimizer.step()
         return time.perf_counter() - started
 
@@ -131,28 +138,33 @@ def main() -> None:
     print(f"{len(y)} items, {y.shape[1]} annotators, {(y != -1).sum()} labels; batch {args.batch}; {machine()}")
     check_sampled_step(y, n_classes, args.batch, args.architecture, args.k)
     # Each round alternates single steps of A = 1, A = 747 sampled and dense; medians over rounds.
-    rounds = {"one": [], "sampled": [], "dense": []}
+    rounds = {"one": [], "sampled": [], "rows": [], "dense": []}
     for r in range(args.rounds):
         medians = alternating_medians({
             "one": stepper(one, n_classes, args.batch, args.architecture, seed=r),
             "sampled": stepper(y, n_classes, args.batch, args.architecture, k=args.k, seed=r),
+            "rows": stepper(y, n_classes, args.batch, args.architecture, k=args.k, seed=r, rows=True),
             "dense": stepper(y, n_classes, args.batch, args.architecture, seed=r),
         }, args.steps)
         for name, ms in medians.items():
             rounds[name].append(ms)
-    ms_one, ms_sampled, ms_dense = (statistics.median(rounds[name]) for name in ("one", "sampled", "dense"))
+    ms_one, ms_sampled, ms_rows, ms_dense = (statistics.median(rounds[name]) for name in ("one", "sampled", "rows", "dense"))
     ratios = [sampled / one for sampled, one in zip(rounds["sampled"], rounds["one"], strict=True)]
-    print(f"sampled / A = 1 per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    row_ratios = [rows / one for rows, one in zip(rounds["rows"], rounds["one"], strict=True)]
+    print(f"sampled / A = 1 per round: {', '.join(f'{r:.2f}' for r in ratios)}; with row updates: "
+          f"{', '.join(f'{r:.2f}' for r in row_ratios)}")
     print(f"A = 1:                      {ms_one:8.2f} ms per step")
     print(f"A = {y.shape[1]}, sampled k = {args.k}:  {ms_sampled:8.2f} ms per step  ({ms_sampled / ms_one:.2f}x A = 1)")
+    print(f"A = {y.shape[1]}, sampled + rows: {ms_rows:8.2f} ms per step  ({ms_rows / ms_one:.2f}x A = 1)")
     print(f"A = {y.shape[1]}, dense (paper):   {ms_dense:8.2f} ms per step  ({ms_dense / ms_one:.2f}x A = 1)")
 
     # Memory: bytes torch allocates during one step (profiler), as the number of annotators grows.
     from torch.profiler import ProfilerActivity, profile
 
     if args.skip_memory:
-        emit({"ratio_A747_vs_A1": round(ms_sampled / ms_one, 3), "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3),
-              "round_ratios": [round(r, 3) for r in ratios]})
+        emit({"ratio_A747_vs_A1": round(ms_sampled / ms_one, 3), "ratio_rows_A747_vs_A1": round(ms_rows / ms_one, 3),
+              "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3), "round_ratios": [round(r, 3) for r in ratios],
+              "round_ratios_rows": [round(r, 3) for r in row_ratios]})
         return
 
     labelled = (y != -1).any(1)
@@ -163,9 +175,11 @@ def main() -> None:
                 step_times(sub, n_classes, 1, args.batch, args.architecture, k=k, dim=64)
             allocated = sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0) / 2**20 / 4
             print(f"{mode:12s} A = {n_annotators:4d}: {allocated:7.1f} MiB allocated per step (batch {args.batch})")
-    emit({"ratio_A747_vs_A1": round(ms_sampled / ms_one, 3), "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3),
-          "round_ratios": [round(r, 3) for r in ratios],
-          "step_ms_A1": round(ms_one, 2), "step_ms_A747_sampled": round(ms_sampled, 2), "step_ms_A747_dense": round(ms_dense, 2)})
+    emit({"ratio_A747_vs_A1": round(ms_sampled / ms_one, 3), "ratio_rows_A747_vs_A1": round(ms_rows / ms_one, 3),
+          "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3), "round_ratios": [round(r, 3) for r in ratios],
+          "round_ratios_rows": [round(r, 3) for r in row_ratios], "step_ms_A1": round(ms_one, 2),
+          "step_ms_A747_sampled": round(ms_sampled, 2), "step_ms_A747_rows": round(ms_rows, 2),
+          "step_ms_A747_dense": round(ms_dense, 2)})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from simlabel.choices import (
     ARCHITECTURE_OPTIONS,
     CONFIDENCE_FORMULAS,
     ENTRY_ARCHITECTURES,
+    HEAD_UPDATES,
     SOFT_LABEL_SOURCES,
 )
 
@@ -55,6 +56,11 @@ class TrainConfig:
     # entries, drawn at random (an unbiased estimate of the mean); only those entries and the
     # observed ones are evaluated. None = every entry (the paper). heads / madl / padl only.
     soft_entries_per_item: int | None = None
+    # With soft_entries_per_item: ``rows`` updates only the annotators each step evaluates (lazy
+    # AdamW rows: a step costs what its entries cost, whatever A), ``dense`` every annotator's
+    # parameters every step, ``auto`` rows where A >= choices.ROW_UPDATES_PER_ENTRY x the entries
+    # of a step (batch_size x (labels per item + soft_entries_per_item)).
+    head_updates: str = "auto"
     seed: int = 0
     device: str = "auto"
     # Confidence cycling (SPEC section 4).
@@ -122,6 +128,9 @@ class TrainConfig:
             (self.impute_from in IMPUTE_FROM, f"impute_from must be one of {IMPUTE_FROM}"),
             (self.soft_targets in SOFT_TARGETS, f"soft_targets must be one of {SOFT_TARGETS}"),
             (self.similarity_estimator in SIMILARITY_ESTIMATORS, f"similarity_estimator must be one of {SIMILARITY_ESTIMATORS}"),
+            (self.head_updates in HEAD_UPDATES, f"head_updates must be one of {HEAD_UPDATES}"),
+            (self.head_updates != "rows" or self.soft_entries_per_item is not None,
+             "head_updates: rows needs soft_entries_per_item (a dense step evaluates every annotator)"),
             (self.unlabeled_weight >= 0, "unlabeled_weight must be >= 0"),
             (self.learning_rate > 0 and self.backbone_learning_rate > 0, "learning rates must be > 0"),
             (self.weight_decay >= 0 and self.grad_clip > 0, "weight_decay must be >= 0 and grad_clip > 0"),

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from simlabel.choices import ROW_UPDATES_PER_ENTRY
 from simlabel.core.cycling import ConfidenceCycler
 from simlabel.core.kappa import CoLabelCounts, transport_matrices
 from simlabel.core.label_rows import LabelRows, batch_entries
@@ -34,7 +35,13 @@ from simlabel.core.soft_labels import has_labellers, soft_labels
 from simlabel.models.factory import evaluates_entries, model_from_args
 from simlabel.runtime import distributed_rank_and_size, resolve_device
 from simlabel.training.config import TrainConfig
-from simlabel.training.optim import FusedAdamW, WarmupCosine, fused_adamw_supported, warmup_cosine
+from simlabel.training.optim import (
+    AnnotatorRowsAdamW,
+    FusedAdamW,
+    WarmupCosine,
+    fused_adamw_supported,
+    warmup_cosine,
+)
 from simlabel.training.state import SaveThrottle, TrainState, fingerprint
 from simlabel.training.targets import batch_targets, mean_probability
 
@@ -207,9 +214,11 @@ class Optimisation:
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     grad_clip: float
+    rows: AnnotatorRowsAdamW | None = None  # the per-annotator parameters, updated by rows
 
     @classmethod
-    def create(cls, model: torch.nn.Module, config: TrainConfig, total_steps: int, device: torch.device) -> Optimisation:
+    def create(cls, model: torch.nn.Module, config: TrainConfig, total_steps: int, device: torch.device,
+               row_updates: bool = False) -> Optimisation:
         encoder = getattr(model, "encoder", None)
         encoder_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
         groups = [{"params": [p for p in model.parameters() if id(p) not in encoder_ids], "lr": config.learning_rate}]
@@ -223,7 +232,15 @@ class Optimisation:
         amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
         use_amp = config.mixed_precision and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-        return cls(model, optimizer, scheduler, scaler, amp_dtype if use_amp else None, config.grad_clip)
+        if row_updates and scaler.is_enabled():
+            raise ValueError("head_updates: rows does not combine with fp16 loss scaling; set mixed_precision: false "
+                             "or head_updates: dense")
+        rows = AnnotatorRowsAdamW(model, weight_decay=config.weight_decay) if row_updates else None
+        return cls(model, optimizer, scheduler, scaler, amp_dtype if use_amp else None, config.grad_clip, rows)
+
+    def stepped(self, model):
+        """``model`` as a training step calls it: through the rows optimiser where there is one."""
+        return model if self.rows is None else functools.partial(self.rows.call, model)
 
     def autocast(self, device: torch.device):
         return torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
@@ -232,19 +249,24 @@ class Optimisation:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        rows = self.rows.gradients() if self.rows is not None else []
+        torch.nn.utils.clip_grad_norm_([*self.model.parameters(), *rows], self.grad_clip)
+        if self.rows is not None:  # at the rate the main optimiser steps with (before the schedule moves)
+            self.rows.step(self.optimizer.param_groups[0]["lr"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}
+                "scaler": self.scaler.state_dict(), "rows": self.rows.state_dict() if self.rows is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.rows is not None:
+            self.rows.load_state_dict(state["rows"])
 
 
 def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim, transport, cycler, config, order,
@@ -255,7 +277,7 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
     steps = math.ceil(len(data.train_items) / config.batch_size)
     totals = torch.zeros(3, device=device)  # summed on the device: no host sync per step
     perm = data.train_items[torch.randperm(len(data.train_items), generator=order).numpy()]
-    hard_rows = data.label_rows
+    hard_rows, stepped = data.label_rows, optimisation.stepped(trained)
     if not targets.dense_rows and config.imputed_as_targets and cycler is not None and cycler.n_imputed:
         hard_rows = LabelRows.from_table(cycler.merged_table(), device)
     for lo in range(0, len(perm), config.batch_size):
@@ -268,7 +290,7 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
         else:  # compressed rows: a step never touches all A annotators of its items
             y_batch, hard = data.label_rows, hard_rows
         with optimisation.autocast(device):
-            log_p, hard, p_soft, has_soft = targets(trained, data.inputs[rows], rows, y_batch, hard, sim, transport)
+            log_p, hard, p_soft, has_soft = targets(stepped, data.inputs[rows], rows, y_batch, hard, sim, transport)
         loss, parts = simlabel_loss(log_p, hard, p_soft, has_soft, config.unlabeled_weight)
         optimisation.step(loss)
         totals += torch.stack([loss.detach(), parts["ce"], parts["kl"]]) / steps
@@ -310,10 +332,12 @@ def train_annotator_models(
     model = model_from_args(model_args, data.feature_mean, data.feature_std).to(device)
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     steps_per_epoch = math.ceil(len(data.train_items) / config.batch_size)
-    optimisation = Optimisation.create(model, config, config.max_epochs * steps_per_epoch, device)
+    targets = batch_targets(config, data.fixed_soft, generators["entries"])
+    optimisation = Optimisation.create(model, config, config.max_epochs * steps_per_epoch, device,
+                                       row_updates=uses_row_updates(config, targets, n_annotators, world,
+                                                                    labels_per_item(data.train_table)))
     warmup_epochs = math.ceil(config.warmup_fraction * config.max_epochs)
     eval_batch = config.batch_size if config.finetune_backbone else 512
-    targets = batch_targets(config, data.fixed_soft, generators["entries"])
     if targets.dense_rows and n_annotators >= DENSE_STEP_WARNING and rank == 0:
         logger.warning(
             "%s%d annotators: each dense step evaluates every one of them on every item of its batch; "
@@ -372,6 +396,27 @@ def train_annotator_models(
     return TrainingResult(model, model_args, pd.DataFrame(state.history), state.best_epoch, state.best_accuracy,
                           sim.cpu().numpy().astype(np.float64) if isinstance(sim, torch.Tensor) else similarity,
                           cycler, data.inputs, eval_batch)
+
+
+def uses_row_updates(config: TrainConfig, targets, n_annotators: int, world: int, labels_per_item: float) -> bool:
+    """Whether the per-annotator parameters are updated by rows (``head_updates``): sampled steps
+    only (a dense step evaluates every annotator), one process (DDP reduces whole gradients);
+    ``auto`` where A >= ``ROW_UPDATES_PER_ENTRY`` x the entries a step evaluates (below it a step
+    touches most annotators anyway and the gathers cost more than they save)."""
+    if config.head_updates == "dense" or targets.dense_rows:
+        return False
+    if world > 1:
+        if config.head_updates == "rows":
+            raise ValueError("head_updates: rows runs in one process; under torchrun use head_updates: dense")
+        return False
+    entries_per_step = config.batch_size * (labels_per_item + (config.soft_entries_per_item or 0))
+    return config.head_updates == "rows" or n_annotators >= ROW_UPDATES_PER_ENTRY * entries_per_step
+
+
+def labels_per_item(table: LabelTable) -> float:
+    """Mean labels of the items that have any."""
+    items = table.items
+    return len(items) / max(int((np.diff(items) != 0).sum()) + 1, 1) if len(items) else 0.0
 
 
 def similarity_tensor(similarity: np.ndarray | PairSimilarity, device: torch.device, dense: bool):

@@ -174,3 +174,83 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor
+
+
+class AnnotatorRowsAdamW:
+    """AdamW for the annotator parameters that touches only the annotators a sampled step evaluates.
+
+    The per-annotator parameters (``model.annotator_parameters()``: heads, annotator embeddings,
+    first axis = annotator) are O(A) in size; a dense optimiser zero-fills their gradient and
+    updates all of them every step (at 100,000 annotators x 32 hidden x 10 classes, 32 M
+    numbers per step for the ~1,800 annotators a batch of 256 items evaluates). Here a step
+    gathers the rows of the batch's annotators into small leaf tensors (``call``: the model runs
+    on them through ``torch.func.functional_call`` with the annotators renumbered), and ``step``
+    applies AdamW to those rows only: moments, a step count per annotator (bias correction as
+    if the row had its own optimiser) and decoupled weight decay, written back in place.
+
+    Lazy, as ``torch.optim.SparseAdam`` and TensorFlow's LazyAdam: a row the step did not
+    evaluate keeps its value and moments (dense AdamW would move it along its momentum and
+    decay it). Where every annotator is in every step the update is AdamW's (tested to
+    float rounding). The other parameters stay with the main optimiser: their rows here have no
+    gradient there, so it skips them.
+    """
+
+    def __init__(self, model: torch.nn.Module, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):
+        annotator_ids = {id(p) for p in model.annotator_parameters()}
+        self.named = [(name, p) for name, p in model.named_parameters() if id(p) in annotator_ids]
+        if not self.named:
+            raise ValueError("the model lists no annotator parameters")
+        self.n_annotators = self.named[0][1].shape[0]
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        device = self.named[0][1].device
+        self.steps = torch.zeros(self.n_annotators, dtype=torch.float32, device=device)
+        self.exp_avg = [torch.zeros_like(p) for _, p in self.named]
+        self.exp_avg_sq = [torch.zeros_like(p) for _, p in self.named]
+        self.rows: torch.Tensor | None = None
+        self.leaves: list[torch.Tensor] = []
+
+    def call(self, model: torch.nn.Module, inputs, items: torch.Tensor, annotators: torch.Tensor) -> torch.Tensor:
+        """``model(inputs, items, annotators)`` on leaf copies of the batch's annotators' rows."""
+        self.rows, local = torch.unique(annotators, return_inverse=True)
+        self.leaves = [p.detach().index_select(0, self.rows).requires_grad_() for _, p in self.named]
+        overrides = {name: leaf for (name, _), leaf in zip(self.named, self.leaves, strict=True)}
+        return torch.func.functional_call(model, overrides, (inputs, items, local))
+
+    def gradients(self) -> list[torch.Tensor]:
+        """The leaves whose gradients the last ``call`` left (for the global gradient clip)."""
+        return [leaf for leaf in self.leaves if leaf.grad is not None]
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        """AdamW on the rows of the last ``call`` (nothing without one); ``lr`` the heads' rate now."""
+        if self.rows is None:
+            return
+        rows, (beta1, beta2) = self.rows, self.betas
+        steps = self.steps.index_select(0, rows) + 1
+        self.steps.index_copy_(0, rows, steps)
+        for (_, p), leaf, exp_avg, exp_avg_sq in zip(self.named, self.leaves, self.exp_avg, self.exp_avg_sq, strict=True):
+            if leaf.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            m = exp_avg.index_select(0, rows).mul_(beta1).add_(leaf.grad, alpha=1 - beta1)
+            v = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(leaf.grad, leaf.grad, value=1 - beta2)
+            bias1 = (1 - beta1 ** steps).view(shape)
+            bias2_sqrt = (1 - beta2 ** steps).sqrt().view(shape)
+            value = leaf.detach().mul_(1 - lr * self.weight_decay)
+            value.sub_(lr * m / bias1 / (v.sqrt() / bias2_sqrt + self.eps))
+            exp_avg.index_copy_(0, rows, m)
+            exp_avg_sq.index_copy_(0, rows, v)
+            p.index_copy_(0, rows, value)
+        self.rows, self.leaves = None, []
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "exp_avg": list(self.exp_avg), "exp_avg_sq": list(self.exp_avg_sq)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["exp_avg"]) != len(self.exp_avg) or state["steps"].shape != self.steps.shape:
+            raise ValueError("the saved annotator-row optimiser state belongs to another model")
+        self.steps = state["steps"].to(self.steps.device).clone()
+        self.exp_avg = [saved.to(mine.device).clone() for saved, mine in zip(state["exp_avg"], self.exp_avg, strict=True)]
+        self.exp_avg_sq = [saved.to(mine.device).clone() for saved, mine in zip(state["exp_avg_sq"], self.exp_avg_sq,
+                                                                                 strict=True)]
