@@ -165,3 +165,17 @@ def test_a_crashed_run_with_rows_and_a_sparse_similarity_resumes_to_the_same_res
     np.testing.assert_array_equal(resumed.history["loss"], reference.history["loss"])
     for name, value in reference.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_rows_reach_the_heads_inside_an_end_to_end_model():
+    from torch import nn
+
+    from simlabel.models.annotators import EndToEnd
+
+    heads = HeadsModel(12, 5, 3, torch.zeros(12), torch.ones(12), hidden=4)
+    model = EndToEnd(nn.Sequential(nn.Flatten(), nn.Linear(2 * 2 * 3, 12)), heads).eval()  # no dropout draws
+    rows = AnnotatorRowsAdamW(model)
+    assert [name for name, _ in rows.named] == ["annotator_model.heads.0.maps", "annotator_model.heads.0.bias"]
+    frames = torch.randn(2, 1, 2, 2, 3)
+    out = rows.call(model, frames, torch.tensor([0, 1]), torch.tensor([4, 2]))
+    torch.testing.assert_close(out, model(frames, torch.tensor([0, 1]), torch.tensor([4, 2])))

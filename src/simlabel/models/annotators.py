@@ -396,6 +396,9 @@ class EndToEnd(nn.Module):
             return self.annotator_model(features)
         return self.annotator_model(features, items, annotators)
 
+    def annotator_parameters(self) -> list[nn.Parameter]:
+        return self.annotator_model.annotator_parameters()
+
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "heads": HeadsModel,
