@@ -56,8 +56,9 @@ class TrainConfig:
     # entries, drawn at random (an unbiased estimate of the mean); only those entries and the
     # observed ones are evaluated. None = every entry (the paper). heads / madl / padl only.
     soft_entries_per_item: int | None = None
-    # With soft_entries_per_item: ``rows`` updates only the annotators each step evaluates (lazy
-    # AdamW rows: a step costs what its entries cost, whatever A), ``dense`` every annotator's
+    # With soft_entries_per_item: ``rows`` updates only the annotators each step evaluates (AdamW on
+    # their rows, the steps a row sat out caught up in closed form: a step costs what its entries
+    # cost, whatever A; optim.AnnotatorRowsAdamW), ``dense`` every annotator's
     # parameters every step, ``auto`` rows where A >= choices.ROW_UPDATES_PER_ENTRY x the entries
     # of a step (batch_size x (labels per item + soft_entries_per_item)).
     head_updates: str = "auto"

@@ -257,6 +257,11 @@ class Optimisation:
         self.scaler.update()
         self.scheduler.step()
 
+    def flush(self) -> None:
+        """Bring every annotator's row up to date (row updates apply the steps a row sat out lazily)."""
+        if self.rows is not None:
+            self.rows.flush()
+
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "rows": self.rows.state_dict() if self.rows is not None else None}
@@ -294,6 +299,7 @@ def train_epoch(trained, data: RunData, targets, optimisation: Optimisation, sim
         loss, parts = simlabel_loss(log_p, hard, p_soft, has_soft, config.unlabeled_weight)
         optimisation.step(loss)
         totals += torch.stack([loss.detach(), parts["ce"], parts["kl"]]) / steps
+    optimisation.flush()  # the weights are read next (validation, the saved state)
     return tuple(totals.tolist())
 
 
