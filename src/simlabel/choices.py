@@ -21,7 +21,8 @@ ENTRY_ARCHITECTURES = ("heads", "madl", "padl")  # can evaluate single (item, an
 # How a sampled step updates the per-annotator parameters: every annotator (dense AdamW), only
 # the batch's annotators (training.optim.AnnotatorRowsAdamW), or ``auto``: rows where there are
 # at least ROW_UPDATES_PER_ENTRY annotators per entry a step evaluates. Measured (bench/
-# scale_run.py, one thread, 256 items x ~7 entries a step): rows 14.6 s against 11.7 s dense
-# at 3,000 annotators, 17.2 against 17.1 s at 10,000, 19.9 against 118 s at 100,000.
+# scale_run.py, 200,000 items, 2 epochs, one thread, 256 items x ~7 entries a step): rows 27.2 s
+# against 15.6 s dense at 3,000 annotators, 40.1 against 27.5 s at 10,000, 53.4 against 235 s
+# at 100,000 (break-even near 16,000 = 9 per entry); validation accuracy equal to 4 decimals.
 HEAD_UPDATES = ("auto", "dense", "rows")
-ROW_UPDATES_PER_ENTRY = 8
+ROW_UPDATES_PER_ENTRY = 10

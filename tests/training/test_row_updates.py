@@ -78,9 +78,9 @@ def test_auto_chooses_rows_for_sampled_steps_of_many_annotators():
     dense_step = TrainConfig.from_params({})
     generator = torch.Generator()
     sampled_targets, dense_targets = (batch_targets(c, None, generator) for c in (sampled, dense_step))
-    # batch 32 x (3 labels + 4 drawn) = 224 entries a step: rows from 8 x 224 = 1,792 annotators on
-    assert uses_row_updates(sampled, sampled_targets, 1792, 1, 3.0)
-    assert not uses_row_updates(sampled, sampled_targets, 1791, 1, 3.0)
+    # batch 32 x (3 labels + 4 drawn) = 224 entries a step: rows from 10 x 224 = 2,240 annotators on
+    assert uses_row_updates(sampled, sampled_targets, 2240, 1, 3.0)
+    assert not uses_row_updates(sampled, sampled_targets, 2239, 1, 3.0)
     assert not uses_row_updates(sampled, sampled_targets, 747, 1, 3.0)  # CIFAR-10N: dense updates
     assert not uses_row_updates(dense_step, dense_targets, 50000, 1, 3.0)  # a dense step evaluates every annotator
     assert not uses_row_updates(sampled, sampled_targets, 50000, 2, 3.0)  # DDP reduces whole gradients
@@ -97,9 +97,10 @@ def test_auto_chooses_rows_for_sampled_steps_of_many_annotators():
 
 
 def test_a_run_with_rows_learns_as_the_dense_updates_do():
-    """60 annotators, 8 % labelled, batches of 8 items: a step evaluates a few of them. The
-    lazy rows reach the dense updates' accuracy (measured: 0.985-0.993 against 0.988-0.991 over
-    three seeds), and the main optimiser never holds the heads."""
+    """60 annotators, 8 % labelled, batches of 8 items: a step evaluates a few of them. The rows
+    reach the dense updates' accuracy (measured over three seeds: 0.9876 / 0.9913 / 0.9900 and the
+    same best epochs both ways; plain lazy rows, before the catch-up: 0.985-0.993), and the main
+    optimiser never holds the heads."""
     tokens, labels, train_rows, val_rows, _, n_classes = grouped_dataset(n_items=600, n_annotators=60, labelled=0.08)
     created = []
     original = Optimisation.create.__func__
@@ -119,7 +120,7 @@ def test_a_run_with_rows_learns_as_the_dense_updates_do():
             accuracy[mode] = result.best_val_accuracy
     assert created[0].rows is None and created[1].rows is not None
     assert created[1].optimizer.state.keys().isdisjoint(set(result.model.annotator_parameters()))
-    assert accuracy["rows"] > 0.95 and abs(accuracy["rows"] - accuracy["dense"]) < 0.02, accuracy
+    assert accuracy["rows"] > 0.95 and abs(accuracy["rows"] - accuracy["dense"]) < 0.005, accuracy
 
 
 def test_labels_per_item_counts_the_items_with_labels():
