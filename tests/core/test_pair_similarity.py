@@ -213,9 +213,11 @@ def _node_inputs(n_items=80, n_annotators=9):
 def test_sampled_runs_never_make_the_similarity_dense(monkeypatch):
     """Sampled steps without cycling look pairs up in the sparse similarity (stage's or their
     own estimator's): no (A, A) array of it is made; a dense step does make one (the guard is real)."""
+    import simlabel.training.loop as loop
     from simlabel.pipelines.similarity.nodes import compute_similarity
     from simlabel.pipelines.training.nodes import train_method
 
+    monkeypatch.setattr(loop, "DENSE_SIMILARITY_MAX", 0)  # 9 annotators stand for a crowd too big for a matrix
     table, split, embeddings = _node_inputs()
     made = []
     dense = PairSimilarity.to_dense
@@ -232,10 +234,15 @@ def test_sampled_runs_never_make_the_similarity_dense(monkeypatch):
     train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"],
                  {**training, "soft_entries_per_item": None}, {"min_overlap": 2}, {}, method_name="dense")
     assert made == [None]
+    monkeypatch.setattr(loop, "DENSE_SIMILARITY_MAX", 9)  # a small crowd: the sampled step indexes a matrix
+    train_method(embeddings, None, table.to_frame(), split, similarity, ["a", "b", "c"], training,
+                 {"min_overlap": 2}, {}, method_name="small")
+    assert made == [None, None]
 
 
 @pytest.mark.parametrize("estimator", ["kappa", "shrunk_kappa", "shrunk_ds_kappa"])
-def test_a_sampled_run_trains_the_same_on_the_sparse_and_the_dense_similarity(estimator):
+def test_a_sampled_run_trains_the_same_on_the_sparse_and_the_dense_similarity(estimator, monkeypatch):
+    import simlabel.training.loop as loop
     from simlabel.core.similarity import similarity_from_params
     from simlabel.training.config import TrainConfig
     from simlabel.training.loop import train_annotator_models
@@ -251,6 +258,7 @@ def test_a_sampled_run_trains_the_same_on_the_sparse_and_the_dense_similarity(es
     every = torch.arange(9)
     dense = similarity.tensor("cpu")[every[:, None], every[None, :]].numpy()
     np.testing.assert_allclose(dense, similarity.to_dense(), rtol=0, atol=1e-7)
+    monkeypatch.setattr(loop, "DENSE_SIMILARITY_MAX", 0)  # the sparse lookups, not a matrix of them
     runs = [train_annotator_models(embeddings[:, None], table, train, ~train, s, 3, config)
             for s in (similarity, dense)]
     assert runs[0].similarity is similarity and isinstance(runs[1].similarity, np.ndarray)

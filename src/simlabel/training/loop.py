@@ -49,6 +49,10 @@ logger = logging.getLogger(__name__)
 # Annotators past which a dense-step run suggests the sampled step: a step's heads then cost
 # ~B x A x hidden x C, e.g. 128 x 1,000 x 128 x 10 = 164M multiply-adds forward alone.
 DENSE_STEP_WARNING = 1000
+# Up to this many annotators the steps index a dense (A, A) float32 similarity (64 MB at 4,096):
+# a sampled step's 1,024 x 3 pair lookups took 0.63 ms sparse (searchsorted, prior, where)
+# against 0.076 ms in a matrix (2,000 annotators, one thread), ~8 % of a CIFAR-10N step.
+DENSE_SIMILARITY_MAX = 4096
 __all__ = ["BatchSource", "RunData", "TrainConfig", "TrainingResult", "predict_labels", "predict_log_proba",
            "train_annotator_models", "model_from_checkpoint"]
 
@@ -427,9 +431,10 @@ def labels_per_item(table: LabelTable) -> float:
 
 def similarity_tensor(similarity: np.ndarray | PairSimilarity, device: torch.device, dense: bool):
     """The similarity the steps index, on ``device``: a dense (A, A) float32 tensor where steps read
-    whole rows of it (dense steps, cycling's soft labels) or it is a matrix already; a
-    ``PairSimilarityTensor`` (evidence pairs + prior, O(pairs + A)) for the sampled step."""
-    if isinstance(similarity, PairSimilarity) and not dense:
+    whole rows of it (dense steps, cycling's soft labels), where it is small
+    (``DENSE_SIMILARITY_MAX``) or a matrix already; else a ``PairSimilarityTensor`` (evidence pairs
+    + prior, O(pairs + A)) that the sampled step looks pairs up in."""
+    if isinstance(similarity, PairSimilarity) and not dense and similarity.n_annotators > DENSE_SIMILARITY_MAX:
         return similarity.tensor(device)
     return torch.tensor(np.asarray(similarity, dtype=np.float32), device=device)
 
