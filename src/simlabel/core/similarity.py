@@ -105,9 +105,13 @@ def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> PairSimilarity
     matrix = pairwise_kappa(items, annotators, labels, *y.shape, n_classes, max(min_overlap, 1)).tocsr()
     matrix.eliminate_zeros()
     matrix.sort_indices()
-    n_annotators = y.shape[1]
-    rows = np.repeat(np.arange(n_annotators, dtype=np.int64), np.diff(matrix.indptr))
-    return PairSimilarity(n_annotators, rows * n_annotators + matrix.indices, matrix.data, annotator_ids=_ids(y))
+    return PairSimilarity(y.shape[1], _pair_keys_of(matrix), matrix.data, annotator_ids=_ids(y))
+
+
+def _pair_keys_of(matrix) -> np.ndarray:
+    """The sorted pair keys ``j * A + k`` of a canonical (A, A) CSR matrix's stored entries."""
+    n_annotators = matrix.shape[0]
+    return np.repeat(np.arange(n_annotators, dtype=np.int64), np.diff(matrix.indptr)) * n_annotators + matrix.indices
 
 
 def _ids(y) -> pd.Index | None:
@@ -129,8 +133,7 @@ def _pair_kappas(y: np.ndarray, n_classes: int, min_overlap: int):
         spread = np.nan_to_num(p_o * (1 - p_o) / (1 - p_e) ** 2, nan=0.0, posinf=0.0)
     raw, weight, spread = _symmetric(stats.first, stats.second, n_annotators,
                                      _kappa_from_rates(p_o, p_e, clip=False), overlap, spread)
-    keys = np.repeat(np.arange(n_annotators, dtype=np.int64), np.diff(raw.indptr)) * n_annotators + raw.indices
-    return keys, raw.data, weight.data, spread.data
+    return _pair_keys_of(raw), raw.data, weight.data, spread.data
 
 
 def _auto_tau(raw: np.ndarray, weight: np.ndarray, spread: np.ndarray, mu: float) -> float:
