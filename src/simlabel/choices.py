@@ -23,6 +23,7 @@ ENTRY_ARCHITECTURES = ("heads", "madl", "padl")  # can evaluate single (item, an
 # at least ROW_UPDATES_PER_ENTRY annotators per entry a step evaluates. Measured (bench/
 # scale_run.py, 200,000 items, 2 epochs, one thread, 256 items x ~7 entries a step): rows 27.2 s
 # against 15.6 s dense at 3,000 annotators, 40.1 against 27.5 s at 10,000, 53.4 against 235 s
-# at 100,000 (break-even near 16,000 = 9 per entry); validation accuracy equal to 4 decimals.
+# at 100,000 (interpolating between 10,000 and 100,000: break-even near 16,000, 9 per entry);
+# validation accuracy equal to 4 decimals.
 HEAD_UPDATES = ("auto", "dense", "rows")
 ROW_UPDATES_PER_ENTRY = 10

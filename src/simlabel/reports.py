@@ -17,7 +17,11 @@ MAX_HEATMAP_ANNOTATORS = 300
 def heatmap_positions(n_annotators: int) -> np.ndarray:
     """The annotator positions a similarity heatmap shows: all up to ``MAX_HEATMAP_ANNOTATORS``,
     past it one in ceil(A / MAX_HEATMAP_ANNOTATORS), in order."""
-    return np.arange(0, n_annotators, max(-(-n_annotators // MAX_HEATMAP_ANNOTATORS), 1))
+    return np.arange(0, n_annotators, _heatmap_step(n_annotators))
+
+
+def _heatmap_step(n_annotators: int) -> int:
+    return max(-(-n_annotators // MAX_HEATMAP_ANNOTATORS), 1)
 
 
 def _shown(matrix: pd.DataFrame | PairSimilarity, names: pd.Index | None, positions: np.ndarray) -> pd.DataFrame:
@@ -75,7 +79,7 @@ def similarity_heatmaps(matrices: dict[str, pd.DataFrame | PairSimilarity],
         ax.set_title(title, fontsize=9)
     figure.colorbar(image, ax=list(axes[: len(matrices)]), label=colorbar_label, shrink=0.8)
     if n < shown_of:
-        figure.suptitle(f"{n} of {shown_of} annotators (one in {-(-shown_of // MAX_HEATMAP_ANNOTATORS)}, in order)",
+        figure.suptitle(f"{n} of {shown_of} annotators (one in {_heatmap_step(shown_of)}, in order)",
                         fontsize=9)
     return figure
 

@@ -12,10 +12,9 @@ import torch
 from simlabel.core.baselines import dawid_skene
 from simlabel.core.kappa import _pair_statistics, colabel_counts, kappa_matrix
 from simlabel.core.labels import MISSING, LabelTable, build_label_table
-from simlabel.core.pair_similarity import PairSimilarity, as_pair_similarity
+from simlabel.core.pair_similarity import PairSimilarity, as_pair_similarity, kappa_from_rates
 from simlabel.core.similarity import (
     _auto_tau,
-    _kappa_from_rates,
     ds_implied,
     expected_kappa,
     kappa,
@@ -35,7 +34,7 @@ def dense_pair_kappas(y, n_classes, min_overlap):
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.nan_to_num(p_o * (1 - p_o) / (1 - p_e) ** 2, nan=0.0, posinf=0.0)
     out = np.zeros((3, n_annotators, n_annotators))
-    out[0].flat[keys] = np.where(evidence > 0, _kappa_from_rates(p_o, p_e, clip=False), 0.0)
+    out[0].flat[keys] = np.where(evidence > 0, kappa_from_rates(p_o, p_e, clip=False), 0.0)
     out[1].flat[keys] = evidence
     out[2].flat[keys] = np.where(evidence > 0, spread, 0.0)
     return out[0], out[1], out[2]

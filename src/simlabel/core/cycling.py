@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 
 from simlabel.core.kappa import CoLabelCounts
-from simlabel.core.labels import MISSING, LabelTable, as_label_table, expand_ranges, pair_keys
+from simlabel.core.labels import (
+    MISSING,
+    LabelTable,
+    as_label_table,
+    expand_ranges,
+    find_sorted,
+    pair_keys,
+)
 from simlabel.core.soft_labels import confidence
 
 logger = logging.getLogger(__name__)
@@ -60,16 +67,9 @@ class ImputedLabels:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of ``keys`` in the table and whether each is there."""
-        position = np.searchsorted(self.keys, keys)
-        found = position < len(self.keys)
-        found[found] = self.keys[position[found]] == keys[found]
-        return position, found
-
     def at(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
         """Imputed label (``MISSING`` where none) and confidence (0 where none) of entries (rows, cols)."""
-        position, found = self._find(pair_keys(rows, cols, self.shape[1]))
+        position, found = find_sorted(self.keys, pair_keys(rows, cols, self.shape[1]))
         if len(self.keys) == 0:
             return np.full(len(found), MISSING, np.int64), np.zeros(len(found))
         position = np.where(found, position, 0)
@@ -96,7 +96,7 @@ class ImputedLabels:
             _, last = np.unique(keys[::-1], return_index=True)
             keep = len(keys) - 1 - last
             keys, labels, confidences, epochs = keys[keep], labels[keep], confidences[keep], epochs[keep]
-        position, found = self._find(keys)
+        position, found = find_sorted(self.keys, keys)
         self.labels[position[found]] = labels[found]
         self.confidences[position[found]] = confidences[found]
         self.epochs[position[found]] = epochs[found]

@@ -543,6 +543,15 @@ def pair_keys(items, annotators, n_annotators: int) -> np.ndarray:
     return np.asarray(items, dtype=np.int64) * np.int64(max(n_annotators, 1)) + np.asarray(annotators, dtype=np.int64)
 
 
+def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``keys`` sits in the ascending ``sorted_keys`` and whether it is there:
+    (positions, found), positions meaningful where found."""
+    position = np.searchsorted(sorted_keys, keys)
+    found = position < len(sorted_keys)
+    found[found] = sorted_keys[position[found]] == keys[found]
+    return position, found
+
+
 def expand_ranges(first: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ranges ``first[r] : first[r] + counts[r]`` laid end to end: (E,) each position's range
     ``r`` and the position itself, without a loop over the ranges."""

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from simlabel.core.kappa import _ONE_TOLERANCE
+from simlabel.core.labels import find_sorted
+
 if TYPE_CHECKING:
     import torch
 
 PRIOR_KINDS = ("constant", "mean", "kappa")
 # ``at`` evaluates the prior rule this many pairs at a time (the kappa rule reads (pairs, C * C)).
 _LOOKUP_CHUNK = 1 << 16
-# |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
-_ONE_TOLERANCE = 1e-8 + 1e-5
 
 
 def _prior_values(kind: str, params: dict, rows, cols):
@@ -47,13 +48,14 @@ def _prior_values(kind: str, params: dict, rows, cols):
     return kappa_from_rates((agreement[rows] * agreement[cols]).sum(-1), (marginals[rows] * marginals[cols]).sum(-1))
 
 
-def kappa_from_rates(p_o, p_e):
-    """Clipped ``(p_o - p_e) / (1 - p_e)``; p_e = 1 gives 1 if p_o = 1 else 0 (SPEC section 1).
-    Numpy arrays or torch tensors."""
+def kappa_from_rates(p_o, p_e, clip: bool = True):
+    """``(p_o - p_e) / (1 - p_e)`` elementwise, clipped to [0, 1] unless ``clip`` is False; p_e = 1
+    gives 1 if p_o = 1 else 0 (SPEC section 1). Numpy arrays or torch tensors."""
     degenerate = abs(p_e - 1.0) <= _ONE_TOLERANCE
     both_one = abs(p_o - 1.0) <= _ONE_TOLERANCE
     kappa = (p_o - p_e) / (1.0 - p_e + degenerate)  # the degenerate pairs' value is set below
-    return (kappa * ~degenerate + both_one * degenerate).clip(0.0, 1.0)
+    kappa = kappa * ~degenerate + both_one * degenerate
+    return kappa.clip(0.0, 1.0) if clip else kappa
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,10 +150,8 @@ class PairSimilarity:
         for lo in range(0, flat_rows.size, _LOOKUP_CHUNK):  # bounds the (chunk, C * C) temporaries
             part = slice(lo, lo + _LOOKUP_CHUNK)
             flat_values[part] = _prior_values(self.prior_kind, self.prior, flat_rows[part], flat_cols[part])
-        if self.keys.size:
-            flat = rows * self.n_annotators + cols
-            slot = np.minimum(np.searchsorted(self.keys, flat), self.keys.size - 1)
-            values = np.where(self.keys[slot] == flat, self.values[slot], values)
+        slot, found = find_sorted(self.keys, rows * self.n_annotators + cols)
+        values[found] = self.values[slot[found]]
         return np.where(rows == cols, 0.0, values)
 
     def to_dense(self, annotators: np.ndarray | None = None) -> np.ndarray:
@@ -237,14 +237,6 @@ class PairSimilarityTensor:
     prior_kind: str
     prior: dict[str, torch.Tensor]
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.n_annotators, self.n_annotators
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.values.dtype
-
     def to(self, dtype) -> PairSimilarityTensor:
         if dtype == self.values.dtype:
             return self
@@ -261,7 +253,3 @@ class PairSimilarityTensor:
             slot = torch.searchsorted(self.keys, flat).clamp_(max=self.keys.numel() - 1)
             values = torch.where(self.keys[slot] == flat, self.values[slot], values)
         return torch.where(rows == cols, torch.zeros_like(values), values)
-
-    def cpu(self) -> PairSimilarityTensor:
-        return PairSimilarityTensor(self.n_annotators, self.keys.cpu(), self.values.cpu(), self.prior_kind,
-                                    {name: t.cpu() for name, t in self.prior.items()})

@@ -32,22 +32,10 @@ import pandas as pd
 from simlabel.core.baselines import dawid_skene
 from simlabel.core.kappa import complete_kappa, observed_entries
 from simlabel.core.labels import LabelTable, matrix_or_table
-from simlabel.core.pair_similarity import PairSimilarity
+from simlabel.core.pair_similarity import PairSimilarity, kappa_from_rates
 from simlabel.core.sparse_kappa import _symmetric, colabel_pair_statistics, pairwise_kappa
 
-# |x - 1| <= atol + rtol * 1 with np.isclose's defaults, as simlabel.core.kappa decides p_e = 1.
-_ONE_TOLERANCE = 1e-8 + 1e-5
 SHRINK_PRIORS = ("global", "annotator", "dawid_skene")
-
-
-def _kappa_from_rates(p_o: np.ndarray, p_e: np.ndarray, clip: bool) -> np.ndarray:
-    """kappa = (p_o - p_e) / (1 - p_e) elementwise; p_e = 1 -> 1 if p_o = 1 else 0 (SPEC section 1)."""
-    p_o, p_e = np.asarray(p_o, dtype=np.float64), np.asarray(p_e, dtype=np.float64)
-    degenerate = np.abs(p_e - 1.0) <= _ONE_TOLERANCE
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = (p_o - p_e) / (1.0 - p_e)
-    kappa = np.where(degenerate, np.where(np.abs(p_o - 1.0) <= _ONE_TOLERANCE, 1.0, 0.0), kappa)
-    return np.clip(kappa, 0.0, 1.0) if clip else kappa
 
 
 def expected_kappa(confusions: np.ndarray, prior: np.ndarray, clip: bool = True) -> np.ndarray:
@@ -81,7 +69,7 @@ def expected_kappa(confusions: np.ndarray, prior: np.ndarray, clip: bool = True)
     p_o = np.einsum("y,jyz,kyz->jk", prior, confusions, confusions)
     marginals = np.einsum("y,ayz->az", prior, confusions)  # (A, C)
     p_e = marginals @ marginals.T
-    return _kappa_from_rates(p_o, p_e, clip)
+    return kappa_from_rates(p_o, p_e, clip)
 
 
 def kappa(y: np.ndarray, n_classes: int, min_overlap: int = 1) -> PairSimilarity:
@@ -132,7 +120,7 @@ def _pair_kappas(y: np.ndarray, n_classes: int, min_overlap: int):
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.nan_to_num(p_o * (1 - p_o) / (1 - p_e) ** 2, nan=0.0, posinf=0.0)
     raw, weight, spread = _symmetric(stats.first, stats.second, n_annotators,
-                                     _kappa_from_rates(p_o, p_e, clip=False), overlap, spread)
+                                     kappa_from_rates(p_o, p_e, clip=False), overlap, spread)
     return _pair_keys_of(raw), raw.data, weight.data, spread.data
 
 

@@ -425,8 +425,7 @@ def uses_row_updates(config: TrainConfig, targets, n_annotators: int, world: int
 
 def labels_per_item(table: LabelTable) -> float:
     """Mean labels of the items that have any."""
-    items = table.items
-    return len(items) / max(int((np.diff(items) != 0).sum()) + 1, 1) if len(items) else 0.0
+    return len(table) / max(int((np.diff(table.starts()) > 0).sum()), 1)
 
 
 def similarity_tensor(similarity: np.ndarray | PairSimilarity, device: torch.device, dense: bool):
