@@ -11,11 +11,14 @@ batch. Two ways for A = 747:
 The A = 1 baseline keeps one label per item (one annotator, nothing to soft-label). Before
 timing, asserts on CIFAR-10N rows that the sampled loss with every soft entry drawn equals the
 dense loss, and that the drawn entries are unlabelled ones. Also prints the memory a step
-allocates as the number of annotators grows.
+allocates as the number of annotators grows, and a floor: the part of the sampled step that grows
+with A alone (``heads``: the entry products forward and backward, AdamW over every head), timed
+in the same alternation, so ``1 + floor / (A = 1 step)`` is the least ratio any sampled heads
+step with these torch ops and dense AdamW can reach.
 
     .venv/bin/python bench/train_step.py [--steps 30] [--batch 128] [--k 8] [--architecture heads]
 
-Last line: {"ratio_A747_vs_A1": (sampled), "ratio_dense_A747_vs_A1": ..., "step_ms_*": ...}
+Last line: {"ratio_A747_vs_A1": (sampled), "ratio_dense_A747_vs_A1": ..., "floor_ratio": ..., "step_ms_*": ...}
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ import torch
 from _common import emit, load_cifar10n, machine
 
 from simlabel.core.kappa import kappa_matrix
-from simlabel.core.label_rows import LabelRows, sample_unlabelled
+from simlabel.core.label_rows import LabelRows, batch_entries, sample_unlabelled
 from simlabel.core.losses import simlabel_loss
 from simlabel.core.soft_labels import soft_labels
-from simlabel.models.annotators import build_model
+from simlabel.models.annotators import build_model, head_entries, rows_of
 from simlabel.runtime import keep_freed_memory
 from simlabel.training.optim import AnnotatorRowsAdamW, FusedAdamW
-from simlabel.training.targets import SampledTargets
+from simlabel.training.targets import SampledTargets, mean_probability
 
 
 def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0, rows=False):
@@ -67,12 +70,42 @@ def stepper(labels, n_classes, batch, architecture, k=None, dim=1280, seed=0, ro
         else:
             log_p = model(inputs)
             y_batch = y.index_select(0, rows)
-            p_soft, has_soft = soft_labels(log_p.exp(), y_batch, similarity) if weight else (None, None)
+            p_soft, has_soft = soft_labels(mean_probability(log_p), y_batch, similarity) if weight else (None, None)
             loss, _ = simlabel_loss(log_p, y_batch, p_soft, has_soft, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if row_updates is not None:
             row_updates.step(1e-3)
+        optimizer.step()
+        return time.perf_counter() - started
+
+    return step
+
+
+def head_floor(labels, n_classes, batch, k, dim=1280, hidden=128, seed=0):
+    """A function that runs, on a fresh random batch, only the part of the sampled step that grows
+    with A (``heads``): the per-annotator heads' forward and backward at the step's entries (its
+    labelled entries and k drawn ones per item, read from the trunk's output) and AdamW over every
+    head. No trunk, soft labels or loss. A sampled step with dense AdamW does at least this on top
+    of the A = 1 step's work, so ``1 + floor / A = 1 step`` bounds the ratio from below."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_items, n_annotators = labels.shape
+    heads = build_model("heads", in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
+                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=hidden).heads
+    optimizer = FusedAdamW(heads.parameters(), lr=1e-3)
+    label_rows, generator = LabelRows.from_matrix(labels), torch.Generator().manual_seed(seed)
+
+    def step() -> float:
+        index, valid, _ = label_rows.batch(torch.from_numpy(rng.choice(n_items, batch, replace=False)))
+        hard_items, hard_annotators = batch_entries(index, valid)
+        soft_items, soft_annotators = sample_unlabelled(index, valid, n_annotators, k, valid.any(1), generator)
+        items, annotators = torch.cat([hard_items, soft_items]), torch.cat([hard_annotators, soft_annotators])
+        trunk_output = torch.randn(batch, hidden, requires_grad=True)
+        gradient = torch.randn(len(items), n_classes)
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        head_entries(heads, rows_of(trunk_output, items), annotators).backward(gradient)
         optimizer.step()
         return time.perf_counter() - started
 
@@ -85,8 +118,11 @@ def check_sampled_step(labels, n_classes, batch: int, architecture: str, k: int,
     and model, and with the timed k every drawn entry is one its item has no label from."""
     torch.manual_seed(0)
     n_items, n_annotators = labels.shape
+    # padl draws fresh logit noise on every call, even in evaluation: compare its mean logits.
+    options = {"n_samples": 0} if architecture == "padl" else {}
     model = build_model(architecture, in_dim=dim, n_annotators=n_annotators, n_classes=n_classes,
-                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=32, dropout=0.0).eval()
+                        feature_mean=torch.zeros(dim), feature_std=torch.ones(dim), hidden=32, dropout=0.0,
+                        **options).eval()
     rows = np.flatnonzero((labels != -1).any(1))[:batch]
     tokens, y = torch.randn(len(rows), 1, dim), torch.from_numpy(labels[rows])
     similarity = torch.from_numpy(kappa_matrix(labels, n_classes, 2).astype(np.float32))
@@ -100,7 +136,7 @@ def check_sampled_step(labels, n_classes, batch: int, architecture: str, k: int,
     items, annotators = sample_unlabelled(index, valid, n_annotators, k, valid.any(1), torch.Generator().manual_seed(1))
     assert (labels[rows[items.numpy()], annotators.numpy()] == -1).all(), "a drawn entry has a label"
     assert (np.bincount(items.numpy(), minlength=len(rows)) == k).all(), "not k draws per labelled item"
-    print(f"check: sampled loss with k = A equals the dense loss ({float(dense):.6f}) on {len(rows)} "
+    print(f"check: sampled loss with k = A equals the dense loss ({float(dense.detach()):.6f}) on {len(rows)} "
           f"CIFAR-10N items x {n_annotators} annotators; draws with k = {k} are unlabelled entries")
 
 
@@ -138,13 +174,15 @@ def main() -> None:
     print(f"{len(y)} items, {y.shape[1]} annotators, {(y != -1).sum()} labels; batch {args.batch}; {machine()}")
     check_sampled_step(y, n_classes, args.batch, args.architecture, args.k)
     # Each round alternates single steps of A = 1, A = 747 sampled and dense; medians over rounds.
-    rounds = {"one": [], "sampled": [], "rows": [], "dense": []}
+    heads = args.architecture == "heads"  # the floor is the heads' work
+    rounds = {"one": [], "sampled": [], "rows": [], "dense": [], "floor": []}
     for r in range(args.rounds):
         medians = alternating_medians({
             "one": stepper(one, n_classes, args.batch, args.architecture, seed=r),
             "sampled": stepper(y, n_classes, args.batch, args.architecture, k=args.k, seed=r),
             "rows": stepper(y, n_classes, args.batch, args.architecture, k=args.k, seed=r, rows=True),
             "dense": stepper(y, n_classes, args.batch, args.architecture, seed=r),
+            **({"floor": head_floor(y, n_classes, args.batch, args.k, seed=r)} if heads else {}),
         }, args.steps)
         for name, ms in medians.items():
             rounds[name].append(ms)
@@ -157,6 +195,12 @@ def main() -> None:
     print(f"A = {y.shape[1]}, sampled k = {args.k}:  {ms_sampled:8.2f} ms per step  ({ms_sampled / ms_one:.2f}x A = 1)")
     print(f"A = {y.shape[1]}, sampled + rows: {ms_rows:8.2f} ms per step  ({ms_rows / ms_one:.2f}x A = 1)")
     print(f"A = {y.shape[1]}, dense (paper):   {ms_dense:8.2f} ms per step  ({ms_dense / ms_one:.2f}x A = 1)")
+    floor = {}
+    if heads:
+        ms_floor = statistics.median(rounds["floor"])
+        floor = {"floor_ms": round(ms_floor, 2), "floor_ratio": round(1 + ms_floor / ms_one, 3)}
+        print(f"floor: the heads' entry products forward + backward and AdamW over {y.shape[1]} heads alone take "
+              f"{ms_floor:.2f} ms, so a sampled heads step is >= {1 + ms_floor / ms_one:.2f}x A = 1")
 
     # Memory: bytes torch allocates during one step (profiler), as the number of annotators grows.
     from torch.profiler import ProfilerActivity, profile
@@ -164,7 +208,7 @@ def main() -> None:
     if args.skip_memory:
         emit({"ratio_A747_vs_A1": round(ms_sampled / ms_one, 3), "ratio_rows_A747_vs_A1": round(ms_rows / ms_one, 3),
               "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3), "round_ratios": [round(r, 3) for r in ratios],
-              "round_ratios_rows": [round(r, 3) for r in row_ratios]})
+              "round_ratios_rows": [round(r, 3) for r in row_ratios], **floor})
         return
 
     labelled = (y != -1).any(1)
@@ -179,7 +223,7 @@ def main() -> None:
           "ratio_dense_A747_vs_A1": round(ms_dense / ms_one, 3), "round_ratios": [round(r, 3) for r in ratios],
           "round_ratios_rows": [round(r, 3) for r in row_ratios], "step_ms_A1": round(ms_one, 2),
           "step_ms_A747_sampled": round(ms_sampled, 2), "step_ms_A747_rows": round(ms_rows, 2),
-          "step_ms_A747_dense": round(ms_dense, 2)})
+          "step_ms_A747_dense": round(ms_dense, 2), **floor})
 
 
 if __name__ == "__main__":
