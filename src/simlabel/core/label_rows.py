@@ -5,6 +5,10 @@ the L labels given (CSR: ``starts`` (N + 1,), ``annotators`` (L,), ``labels`` (L
 batch's rows cost O(B * W) with W the most labels an item of the batch has, never O(B * A).
 The sampled training step (``training.soft_entries_per_item``) reads its labels this way, and
 draws the soft-labelled entries it evaluates with ``sample_unlabelled``.
+
+Every shape a batch takes (its width, its number of entries and draws) comes from the labels per
+item kept on the host (``LabelRows.counts``), never from a value read back from the device: on a
+GPU a step then queues its work without waiting for the device (no host synchronisation).
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ class LabelRows:
     annotators : (L,) long, ascending within each item.
     labels : (L,) long class indices.
     n_annotators : A.
+    counts : (N,) int64 numpy, labels per item, on the host (the batches' shapes).
     """
 
-    def __init__(self, starts: torch.Tensor, annotators: torch.Tensor, labels: torch.Tensor, n_annotators: int):
+    def __init__(self, starts: torch.Tensor, annotators: torch.Tensor, labels: torch.Tensor, n_annotators: int,
+                 counts: np.ndarray | None = None):
         self.starts, self.annotators, self.labels, self.n_annotators = starts, annotators, labels, n_annotators
+        self.counts = np.diff(starts.cpu().numpy()) if counts is None else np.asarray(counts, dtype=np.int64)
 
     @property
     def n_items(self) -> int:
@@ -77,10 +84,15 @@ class LabelRows:
     def _build(cls, counts, annotators, labels, n_annotators, device) -> LabelRows:
         starts = torch.zeros(len(counts) + 1, dtype=torch.long)
         torch.cumsum(counts, 0, out=starts[1:])
-        return cls(starts.to(device), annotators.to(device), labels.to(device), n_annotators)
+        return cls(starts.to(device), annotators.to(device), labels.to(device), n_annotators, counts.numpy())
+
+    def n_labels(self, rows) -> int:
+        """How many labels items ``rows`` have (host arithmetic)."""
+        return int(self.counts[host_rows(rows)].sum())
 
     def batch(self, rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The labels of items ``rows`` (B,) laid out (B, W), W = max(1, most labels in the batch).
+        ``rows``: host indices (numpy or a CPU tensor) - W is known without reading the device.
 
         Returns
         -------
@@ -88,9 +100,10 @@ class LabelRows:
         valid : (B, W) bool, False on padding.
         values : (B, W) long labels, ``MISSING`` on padding.
         """
+        rows = host_rows(rows)
+        width = max(int(self.counts[rows].max()) if len(rows) else 0, 1)
         rows = torch.as_tensor(rows, device=self.starts.device)
         first, counts = self.starts[rows], self.starts[rows + 1] - self.starts[rows]
-        width = max(int(counts.max()) if counts.numel() else 0, 1)
         slots = torch.arange(width, device=rows.device)
         valid = slots < counts[:, None]
         position = torch.where(valid, first[:, None] + slots, 0)
@@ -107,8 +120,20 @@ class LabelRows:
         return matrix
 
 
+def host_rows(rows) -> np.ndarray:
+    """Item indices on the host: a numpy array as is, a tensor copied (a CPU one for free)."""
+    return rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+
+
+def n_draws(labelled: np.ndarray, eligible: np.ndarray, n_annotators: int, per_item: int) -> int:
+    """How many entries ``sample_unlabelled`` draws, from the host: min(per_item, unlabelled
+    annotators) for each eligible item. labelled : (B,) labels per item; eligible : (B,) bool."""
+    return int(np.where(eligible, np.minimum(n_annotators - labelled, max(per_item, 0)), 0).sum())
+
+
 def sample_unlabelled(index: torch.Tensor, valid: torch.Tensor, n_annotators: int, per_item: int,
-                      eligible: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                      eligible: torch.Tensor, generator: torch.Generator,
+                      count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each eligible item, min(per_item, its unlabelled annotators) distinct annotators drawn
     uniformly from those it has no label from.
 
@@ -121,6 +146,8 @@ def sample_unlabelled(index: torch.Tensor, valid: torch.Tensor, n_annotators: in
     ----------
     index, valid : (B, W) an item's labelled annotators, ascending where ``valid`` (``LabelRows.batch``).
     eligible : (B,) bool, items that get draws at all.
+    count : the number of draws (``n_draws``) when the caller has it from the host: then the
+        draws are collected without reading the device (``batch_entries``).
 
     Returns
     -------
@@ -149,11 +176,23 @@ def sample_unlabelled(index: torch.Tensor, valid: torch.Tensor, n_annotators: in
     # Rank r is annotator r + #{labelled annotators a_s with a_s - s <= r} (a_s ascending).
     below = torch.where(valid, index - torch.arange(width, device=device), n_annotators + width)
     annotators = ranks + torch.searchsorted(below, ranks.clamp(min=0), right=True)
-    return batch_entries(annotators, ranks >= 0)
+    return batch_entries(annotators, ranks >= 0, count)
 
 
-def batch_entries(index: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_entries(index: torch.Tensor, valid: torch.Tensor, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, W) annotators and mask -> (E,) batch-local items and annotators of the valid slots,
-    item-major (the entries a model evaluates one by one)."""
-    items = torch.arange(index.shape[0], device=index.device)[:, None].expand_as(index)
-    return items[valid], index[valid]
+    item-major (the entries a model evaluates one by one). ``count``: E, see ``valid_slots``."""
+    slots = valid_slots(valid, count)
+    return slots // index.shape[1], index.reshape(-1)[slots]
+
+
+def valid_slots(valid: torch.Tensor, count: int | None = None) -> torch.Tensor:
+    """(E,) row-major flat positions of the True entries of ``valid``. Given their number
+    ``count`` (host arithmetic), no value is read back from the device (``nonzero_static``); on
+    the CPU, where reading is free, ``count`` is checked."""
+    flat = valid.reshape(-1)
+    if count is None:
+        return flat.nonzero()[:, 0]
+    if flat.device.type == "cpu" and count != int(flat.sum()):
+        raise RuntimeError(f"{count} entries expected from the host counts, the mask has {int(flat.sum())}")
+    return torch.nonzero_static(flat, size=count)[:, 0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from simlabel.core.label_rows import LabelRows, batch_entries, sample_unlabelled
+from simlabel.core.label_rows import LabelRows, batch_entries, host_rows, n_draws, sample_unlabelled
 from simlabel.core.labels import MISSING
 from simlabel.core.soft_labels import mix_sources, soft_labels, weighted_soft_labels
 
@@ -66,15 +66,16 @@ class SampledTargets:
         """The hard-target entries and ``per_item`` random soft-labelled entries per item (among
         those without a hard target) are evaluated; soft labels come from the predictions at the
         item's observed entries, exactly as in the dense computation. (E, 1, C) layout."""
-        rows = torch.as_tensor(rows, device=labels.starts.device)
+        rows = host_rows(rows)  # every shape below comes from the host: no device read in a step
         hard_index, hard_valid, hard_values = targets.batch(rows)
         index, valid, observed = (hard_index, hard_valid, hard_values) if targets is labels else labels.batch(rows)
-        hard_items, hard_annotators = batch_entries(hard_index, hard_valid)
+        n_hard = targets.n_labels(rows)
+        hard_items, hard_annotators = batch_entries(hard_index, hard_valid, n_hard)
+        count = n_draws(targets.counts[rows], labels.counts[rows] > 0, labels.n_annotators, self.per_item)
         soft_items, soft_annotators = sample_unlabelled(
-            hard_index, hard_valid, labels.n_annotators, self.per_item, valid.any(1), self.generator)
+            hard_index, hard_valid, labels.n_annotators, self.per_item, valid.any(1), self.generator, count)
         log_p = model(inputs, torch.cat([hard_items, soft_items]), torch.cat([hard_annotators, soft_annotators])).float()
         probs = mean_probability(log_p.unsqueeze(-2)).squeeze(-2).detach()  # (E, C)
-        n_hard = hard_items.numel()
         labeller_probs = self._at_labellers(probs[:n_hard], hard_index, hard_valid, index, valid, targets is labels)
         sources = mix_sources(labeller_probs, observed, self.source) * valid[..., None]  # (B, W, C)
         index = torch.where(valid, index, 0)  # padding (A) must index the similarity; it gets weight 0
@@ -82,8 +83,8 @@ class SampledTargets:
             similarity.to(probs.dtype), soft_annotators, index[soft_items], valid[soft_items], sources[soft_items], transport
         )
         p_soft = torch.cat([torch.zeros_like(probs[:n_hard]), p_soft])
-        has_soft = torch.cat([torch.zeros(n_hard, dtype=torch.bool, device=rows.device), has_soft])
-        entry_targets = torch.cat([hard_values[hard_valid], torch.full_like(soft_items, MISSING)])
+        has_soft = torch.cat([torch.zeros(n_hard, dtype=torch.bool, device=probs.device), has_soft])
+        entry_targets = torch.cat([batch_entries(hard_values, hard_valid, n_hard)[1], torch.full_like(soft_items, MISSING)])
         return log_p.unsqueeze(-2), entry_targets[:, None], p_soft[:, None], has_soft[:, None]
 
     @staticmethod
