@@ -487,7 +487,7 @@ def mean_accuracy_at_entries(model, inputs, labels: LabelRows, rows: np.ndarray,
     for lo in range(0, len(rows), batch_size):
         batch = rows[lo : lo + batch_size]
         index, valid, values = labels.batch(batch)
-        items, annotators = batch_entries(index, valid, labels.n_labels(batch))
+        items, annotators = batch_entries(index, valid)
         hits = model(inputs[batch], items, annotators).argmax(-1) == values[valid]
         correct += torch.bincount(annotators[hits], minlength=labels.n_annotators).cpu().numpy()
         n_labels += torch.bincount(annotators, minlength=labels.n_annotators).cpu().numpy()

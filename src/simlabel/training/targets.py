@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from simlabel.core.label_rows import LabelRows, batch_entries, host_rows, n_draws, sample_unlabelled
+from simlabel.core.label_rows import LabelRows, host_rows, n_draws, sample_unlabelled, valid_slots
 from simlabel.core.labels import MISSING
 from simlabel.core.soft_labels import mix_sources, soft_labels, weighted_soft_labels
 
@@ -69,8 +69,9 @@ class SampledTargets:
         rows = host_rows(rows)  # every shape below comes from the host: no device read in a step
         hard_index, hard_valid, hard_values = targets.batch(rows)
         index, valid, observed = (hard_index, hard_valid, hard_values) if targets is labels else labels.batch(rows)
-        n_hard = targets.n_labels(rows)
-        hard_items, hard_annotators = batch_entries(hard_index, hard_valid, n_hard)
+        slots = valid_slots(hard_valid, targets.n_labels(rows))  # the hard entries, item-major
+        hard_items, hard_annotators = slots // hard_index.shape[1], hard_index.reshape(-1)[slots]
+        n_hard = len(slots)
         count = n_draws(targets.counts[rows], labels.counts[rows] > 0, labels.n_annotators, self.per_item)
         soft_items, soft_annotators = sample_unlabelled(
             hard_index, hard_valid, labels.n_annotators, self.per_item, valid.any(1), self.generator, count)
@@ -84,7 +85,7 @@ class SampledTargets:
         )
         p_soft = torch.cat([torch.zeros_like(probs[:n_hard]), p_soft])
         has_soft = torch.cat([torch.zeros(n_hard, dtype=torch.bool, device=probs.device), has_soft])
-        entry_targets = torch.cat([batch_entries(hard_values, hard_valid, n_hard)[1], torch.full_like(soft_items, MISSING)])
+        entry_targets = torch.cat([hard_values.reshape(-1)[slots], torch.full_like(soft_items, MISSING)])
         return log_p.unsqueeze(-2), entry_targets[:, None], p_soft[:, None], has_soft[:, None]
 
     @staticmethod
